@@ -1,0 +1,231 @@
+"""The training loop: one run = (pair, network, method, seed) with its hyperparameters.
+
+Adam with the paper's betas and weight decay; a cyclic one-cycle learning rate (a triangle from lr/10
+up to lr and back over ``cycle`` epochs, repeated; Appendix A, Smith & Topin 2019); early stopping
+with ``patience`` epochs on the whole source validation split; the checkpoint kept is the one with the
+best source-validation accuracy (ties broken by the lower validation loss). Target labels are never
+used for training or selection (except by ``target_only``, whose "source" is the labelled target);
+the target validation accuracy is logged as an oracle only.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import __version__
+from .atomic import atomic_path, write_text_atomic
+from .checkpoint import load_checkpoint, save_checkpoint
+from .h5io import read_image_set
+from .methods import StepOutputs, TransferObjective, uses_target
+from .models import build_network, count_trainable_parameters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DomainTensors:
+    """One split of one domain, standardised with its domain's training statistics."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    object_id: np.ndarray
+    attrs: dict
+
+    def describe(self) -> dict:
+        """What inference needs to preprocess new images like these (plain types only)."""
+        a = self.attrs
+        return {"filters": list(a.get("filters", [])), "pixel_scale": float(a.get("pixel_scale", float("nan"))),
+                "image_size": int(self.images.shape[-1]), "channel_mean": np.asarray(a["channel_mean"]).tolist(),
+                "channel_std": np.asarray(a["channel_std"]).tolist(), "data_source": a.get("data_source", ""),
+                "units": a.get("units", "")}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_split(path: str | os.PathLike, split: str, device: torch.device | str = "cpu") -> DomainTensors:
+    """Read one split into contiguous tensors, standardised per channel (training statistics)."""
+    data = read_image_set(path, split=split)
+    mean = torch.as_tensor(np.asarray(data.attrs["channel_mean"]), dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.as_tensor(np.asarray(data.attrs["channel_std"]), dtype=torch.float32).view(1, -1, 1, 1)
+    images = (torch.from_numpy(data.images) - mean) / std
+    return DomainTensors(images.contiguous().to(device), torch.from_numpy(data.labels).long().to(device),
+                         data.object_id, data.attrs)
+
+
+def resolve_device(request: str = "auto") -> torch.device:
+    if request == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(request)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {request!r} was requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    # Identical metrics for the same seed on CPU; on CUDA some kernels have no deterministic variant.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def cyclic_lr_factor(step: int, steps_per_cycle: int, floor: float = 0.1) -> float:
+    """Triangle wave from ``floor`` up to 1 and back down over each cycle."""
+    phase = (step % steps_per_cycle) / steps_per_cycle
+    return floor + (1.0 - floor) * (1.0 - abs(2.0 * phase - 1.0))
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512,
+                   with_features: bool = False):
+    """Logits (and features) of ``images`` in evaluation mode, batch by batch."""
+    model.eval()
+    logits, features = [], []
+    for start in range(0, len(images), batch_size):
+        lo, fe = model(images[start:start + batch_size])
+        logits.append(lo.float())
+        if with_features:
+            features.append(fe.float())
+    logits = torch.cat(logits) if logits else torch.empty(0, 2)
+    return (logits, torch.cat(features)) if with_features else logits
+
+
+def _accuracy_and_loss(model, data: DomainTensors, batch_size: int) -> tuple[float, float]:
+    if len(data) == 0:
+        return float("nan"), float("nan")
+    logits = predict_logits(model, data.images, batch_size)
+    loss = F.cross_entropy(logits, data.labels).item()
+    return (logits.argmax(1) == data.labels).float().mean().item(), loss
+
+
+def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str, method: str, seed: int,
+              hp: dict, max_epochs: int, batch_size: int = 128, device: str = "auto", threads: int = 1,
+              init_checkpoint: str | None = None, freeze: list[str] | None = None, progress: bool = True) -> dict:
+    """Train one run and write ``model.pt`` (+ ``.sha256``), ``history.csv`` and ``train.json`` to ``out_dir``."""
+    started = time.time()
+    torch.set_num_threads(max(1, int(threads)))
+    seed_everything(seed)
+    dev = resolve_device(device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # target_only trains on the labelled target domain: for it the target plays the source's role.
+    train_path, other_path = (target, source) if method == "target_only" else (source, target)
+    src_train, src_val = load_split(train_path, "train", dev), load_split(train_path, "val", dev)
+    tgt_train, tgt_val = load_split(other_path, "train", dev), load_split(other_path, "val", dev)
+    if method == "target_only":  # log the (labelled) target as "source" and the simulated domain as "target"
+        log.info("target_only: training on the labelled target domain of %s", target)
+
+    model = build_network(network, in_channels=src_train.images.shape[1], dropout=float(hp.get("dropout") or 0.0))
+    if init_checkpoint:
+        state, meta = load_checkpoint(init_checkpoint)
+        if meta["network"] != network:
+            raise ValueError(f"{init_checkpoint}: a {meta['network']} checkpoint cannot initialise a {network}")
+        model.load_state_dict(state)
+        log.info("initialised from %s", init_checkpoint)
+    for prefix in freeze or []:
+        for name, p in model.named_parameters():
+            if name.startswith(prefix):
+                p.requires_grad_(False)
+    model.to(dev)
+    objective = TransferObjective(method, model.feature_dim, hp).to(dev)
+
+    lr = float(hp["lr"])
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "name": "network"}]
+    groups += objective.param_groups(lr)
+    optimizer = torch.optim.Adam(groups, lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])),
+                                 eps=float(hp["eps"]), weight_decay=float(hp["weight_decay"]))
+    steps_per_epoch = max(1, math.ceil(len(src_train) / batch_size))
+    steps_per_cycle = max(1, int(round(float(hp["cycle"]) * steps_per_epoch)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: cyclic_lr_factor(step, steps_per_cycle))
+    with_target = uses_target(method)
+    generator = torch.Generator().manual_seed(seed)
+    total_steps = max_epochs * steps_per_epoch
+
+    history, best, best_epoch, since_best = [], None, -1, 0
+    patience = int(hp["patience"])
+    ckpt_path = out / "model.pt"
+    meta = {"pair": pair, "network": network, "method": method, "seed": seed, "hyperparameters": hp,
+            "package_version": __version__, "source": str(source), "target": str(target),
+            "device": str(dev), "torch_version": torch.__version__,
+            "trainable_parameters": count_trainable_parameters(model),
+            "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
+            "input": {"trained_on": src_train.describe(), "other_domain": tgt_train.describe()}}
+    bar = tqdm(range(max_epochs), desc=f"{pair}/{network}/{method}/seed{seed}", disable=not progress)
+    step = 0
+    for epoch in bar:
+        t0 = time.time()
+        model.train()
+        objective.train()
+        order = torch.randperm(len(src_train), generator=generator).to(dev)
+        target_order = torch.randperm(len(tgt_train), generator=generator).to(dev) if with_target else None
+        sums: dict[str, float] = {}
+        correct = 0
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            x, y = src_train.images[idx], src_train.labels[idx]
+            if with_target:
+                # Cycle through a shuffled target; each step sees as many target as source images.
+                tidx = target_order[(torch.arange(len(idx), device=dev) + b * batch_size) % len(tgt_train)]
+                logits, features = model(torch.cat([x, tgt_train.images[tidx]]))
+                n = len(idx)
+                outputs = StepOutputs(logits[:n], features[:n], y, logits[n:], features[n:], step / total_steps)
+            else:
+                logits, features = model(x)
+                outputs = StepOutputs(logits, features, y, progress=step / total_steps)
+            loss, terms = objective(outputs)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            correct += (outputs.source_logits.argmax(1) == y).sum().item()
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value * len(idx)
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        row.update({f"train_{k}": v / len(src_train) for k, v in sums.items()})
+        row["train_source_accuracy"] = correct / len(src_train)
+        row["val_source_accuracy"], row["val_source_loss"] = _accuracy_and_loss(model, src_val, 512)
+        row["val_target_accuracy"], row["val_target_loss"] = _accuracy_and_loss(model, tgt_val, 512)
+        row["seconds"] = time.time() - t0
+        history.append(row)
+        key = (row["val_source_accuracy"], -row["val_source_loss"])
+        if best is None or key > best:
+            best, best_epoch, since_best = key, epoch, 0
+            save_checkpoint(ckpt_path, model, dict(meta, epoch=epoch, val_source_accuracy=key[0]))
+        else:
+            since_best += 1
+        bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.3f}",
+                        val_src=f"{row['val_source_accuracy']:.3f}", val_tgt=f"{row['val_target_accuracy']:.3f}")
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        if since_best >= patience:
+            log.info("early stop at epoch %d: no source-validation improvement for %d epochs", epoch, patience)
+            break
+    write_history(out / "history.csv", history)
+    summary = dict(meta, best_epoch=best_epoch, epochs_run=len(history), best_val_source_accuracy=best[0],
+                   wall_seconds=time.time() - started, threads=torch.get_num_threads())
+    write_text_atomic(out / "train.json", json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,54 @@
+# Training and evaluation of every run of the grid: (pair, network, method, seed).
+
+
+rule train:
+    input:
+        source="results/data/{pair}/source.h5",
+        target="results/data/{pair}/target.h5",
+        init=tl_init_checkpoint,
+    output:
+        model=RUN_DIR + "/model.pt",
+        sha256=RUN_DIR + "/model.pt.sha256",
+        history=RUN_DIR + "/history.csv",
+        summary=RUN_DIR + "/train.json",
+    params:
+        hp=run_hp,
+        max_epochs=config["training"]["max_epochs"],
+        batch_size=config["training"]["batch_size"],
+        device=config["training"]["device"],
+        freeze=config["training"].get("freeze", []),
+    log:
+        "logs/train/{pair}/{network}/{method}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train/{pair}/{network}/{method}/seed{seed}.tsv"
+    threads: config["resources"].get("train_threads", 2)
+    resources:
+        mem_mb=config["resources"].get("train_mem_mb", 4000),
+        runtime=config["resources"].get("train_runtime_min", 120),
+        gpu=config["resources"].get("train_gpus", 0),
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        model=RUN_DIR + "/model.pt",
+        source="results/data/{pair}/source.h5",
+        target="results/data/{pair}/target.h5",
+    output:
+        metrics=RUN_DIR + "/metrics.json",
+        predictions=RUN_DIR + "/predictions.csv",
+    log:
+        "logs/evaluate/{pair}/{network}/{method}/seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/{pair}/{network}/{method}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,7 @@
+from deepmerge_da.evaluate import evaluate_run
+from deepmerge_da.rulelog import rule_logging
+
+with rule_logging(snakemake.log[0]):
+    evaluate_run(checkpoint=snakemake.input.model, source=snakemake.input.source, target=snakemake.input.target,
+                 metrics_path=snakemake.output.metrics, predictions_path=snakemake.output.predictions,
+                 threads=snakemake.threads)
