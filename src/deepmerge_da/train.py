@@ -144,16 +144,8 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     model.to(dev)
     objective = TransferObjective(method, model.feature_dim, hp).to(dev)
 
-    lr = float(hp["lr"])
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "name": "network"}]
-    groups += objective.param_groups(lr)
-    optimizer = torch.optim.Adam(groups, lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])),
-                                 eps=float(hp["eps"]), weight_decay=float(hp["weight_decay"]))
     steps_per_epoch = max(1, math.ceil(len(src_train) / batch_size))
-    steps_per_cycle = max(1, int(round(float(hp["cycle"]) * steps_per_epoch)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cyclic_lr_factor(step, steps_per_cycle))
-    with_target = uses_target(method)
+    optimizer, scheduler = make_optimizer(model, objective, hp, steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
     total_steps = max_epochs * steps_per_epoch
 
@@ -167,39 +159,12 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
             "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
             "input": {"trained_on": src_train.describe(), "other_domain": tgt_train.describe()}}
     bar = tqdm(range(max_epochs), desc=f"{pair}/{network}/{method}/seed{seed}", disable=not progress)
-    step = 0
     for epoch in bar:
         t0 = time.time()
-        model.train()
-        objective.train()
-        order = torch.randperm(len(src_train), generator=generator).to(dev)
-        target_order = torch.randperm(len(tgt_train), generator=generator).to(dev) if with_target else None
-        sums: dict[str, float] = {}
-        correct = 0
-        for b in range(steps_per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            x, y = src_train.images[idx], src_train.labels[idx]
-            if with_target:
-                # Cycle through a shuffled target; each step sees as many target as source images.
-                tidx = target_order[(torch.arange(len(idx), device=dev) + b * batch_size) % len(tgt_train)]
-                logits, features = model(torch.cat([x, tgt_train.images[tidx]]))
-                n = len(idx)
-                outputs = StepOutputs(logits[:n], features[:n], y, logits[n:], features[n:], step / total_steps)
-            else:
-                logits, features = model(x)
-                outputs = StepOutputs(logits, features, y, progress=step / total_steps)
-            loss, terms = objective(outputs)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            correct += (outputs.source_logits.argmax(1) == y).sum().item()
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value * len(idx)
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row.update({f"train_{k}": v / len(src_train) for k, v in sums.items()})
-        row["train_source_accuracy"] = correct / len(src_train)
+        row.update(train_one_epoch(model, objective, optimizer, scheduler, src_train,
+                                   tgt_train if uses_target(method) else None, batch_size, generator,
+                                   epoch * steps_per_epoch, total_steps))
         row["val_source_accuracy"], row["val_source_loss"] = _accuracy_and_loss(model, src_val, 512)
         row["val_target_accuracy"], row["val_target_loss"] = _accuracy_and_loss(model, tgt_val, 512)
         row["seconds"] = time.time() - t0
@@ -221,6 +186,60 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
                    wall_seconds=time.time() - started, threads=torch.get_num_threads())
     write_text_atomic(out / "train.json", json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def make_optimizer(model: torch.nn.Module, objective: TransferObjective, hp: dict, steps_per_epoch: int):
+    """Adam over the network and the objective's own parameters, with the cyclic one-cycle schedule."""
+    lr = float(hp["lr"])
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "name": "network"}]
+    groups += objective.param_groups(lr)
+    optimizer = torch.optim.Adam(groups, lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])),
+                                 eps=float(hp["eps"]), weight_decay=float(hp["weight_decay"]))
+    steps_per_cycle = max(1, int(round(float(hp["cycle"]) * steps_per_epoch)))
+    # One factor for every group, so the domain classifier keeps its lr multiplier through the cycle.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cyclic_lr_factor(step, steps_per_cycle))
+    return optimizer, scheduler
+
+
+def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensors, target: DomainTensors | None,
+                    batch_size: int, generator: torch.Generator, first_step: int, total_steps: int) -> dict:
+    """One pass over the shuffled source training split; returns the epoch's mean loss terms and accuracy.
+
+    With a ``target``, each step also sees as many unlabelled target images, cycling through a shuffled
+    target split; both domains go through the network in one batch (shared batch-norm statistics).
+    """
+    model.train()
+    objective.train()
+    dev = source.images.device
+    order = torch.randperm(len(source), generator=generator).to(dev)
+    target_order = torch.randperm(len(target), generator=generator).to(dev) if target is not None else None
+    sums: dict[str, float] = {}
+    correct = 0
+    step = first_step
+    for start in range(0, len(source), batch_size):
+        idx = order[start:start + batch_size]
+        x, y = source.images[idx], source.labels[idx]
+        progress = min(1.0, step / max(1, total_steps))
+        if target is not None:
+            tidx = target_order[(torch.arange(len(idx), device=dev) + start) % len(target)]
+            logits, features = model(torch.cat([x, target.images[tidx]]))
+            n = len(idx)
+            outputs = StepOutputs(logits[:n], features[:n], y, logits[n:], features[n:], progress)
+        else:
+            logits, features = model(x)
+            outputs = StepOutputs(logits, features, y, progress=progress)
+        loss, terms = objective(outputs)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        correct += (outputs.source_logits.argmax(1) == y).sum().item()
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value * len(idx)
+    row = {f"train_{k}": v / len(source) for k, v in sums.items()}
+    row["train_source_accuracy"] = correct / len(source)
+    return row
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
