@@ -1,0 +1,146 @@
+"""The ``deepmerge-da`` command: each workflow step as a subcommand, for use outside Snakemake.
+
+The whole pipeline is ``snakemake --cores all`` at the repository root; these subcommands run one step
+of it by hand (the Snakemake rules call the same functions).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from . import __version__
+
+EPILOG = """examples:
+  deepmerge-da synthesize sim2sim --source raw_source.h5 --target raw_target.h5 --threads 2
+  deepmerge-da prepare raw_source.h5 source.h5 --filters F814W F356W F160W
+  deepmerge-da train --source source.h5 --target target.h5 --out run/ --network deepmerge --method mmd \\
+      --pair sim2sim --config config/config.yaml
+  deepmerge-da evaluate run/model.pt --source source.h5 --target target.h5 --out run/
+  deepmerge-da info run/model.pt
+"""
+
+
+def _cmd_synthesize(args) -> None:
+    from .sources import synthesize_sim2real, synthesize_sim2sim
+
+    params = yaml.safe_load(open(args.params)) if args.params else {}
+    if args.pair == "sim2sim":
+        synthesize_sim2sim(params, seed=args.seed, threads=args.threads, source_path=args.source,
+                           target_path=args.target)
+    else:
+        for domain, path in (("source", args.source), ("target", args.target)):
+            synthesize_sim2real(domain, params, seed=args.seed, threads=args.threads, path=path)
+
+
+def _cmd_prepare(args) -> None:
+    from .preprocess import prepare_file
+
+    prepare_file(args.raw, args.out, filters=args.filters, image_size=args.image_size,
+                 fractions=tuple(args.fractions), n_per_class=args.n_per_class, seed=args.seed)
+
+
+def _cmd_train(args) -> None:
+    from .config import load_presets, run_hyperparameters
+    from .train import train_run
+
+    config = yaml.safe_load(open(args.config))
+    hp = run_hyperparameters(config, load_presets(config["presets_file"]), args.pair, args.network, args.method)
+    hp.update(json.loads(args.set) if args.set else {})
+    train_run(source=args.source, target=args.target, out_dir=args.out, pair=args.pair, network=args.network,
+              method=args.method, seed=args.seed, hp=hp, max_epochs=args.epochs or config["training"]["max_epochs"],
+              batch_size=config["training"]["batch_size"], device=args.device, threads=args.threads,
+              init_checkpoint=args.init)
+
+
+def _cmd_evaluate(args) -> None:
+    from .evaluate import evaluate_run
+
+    result = evaluate_run(checkpoint=args.checkpoint, source=args.source, target=args.target,
+                          metrics_path=f"{args.out}/metrics.json", predictions_path=f"{args.out}/predictions.csv",
+                          threads=args.threads)
+    for domain in ("source", "target"):
+        print(domain, {k: round(v, 3) for k, v in result[domain].items() if isinstance(v, float)})
+
+
+def _cmd_info(args) -> None:
+    from .checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(args.checkpoint)
+    json.dump(meta, sys.stdout, indent=2)
+    print()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepmerge-da", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synthesize", help="render a pair's raw source and target sets from the synthetic universe")
+    p.add_argument("pair", choices=["sim2sim", "sim2real"])
+    p.add_argument("--source", required=True, help="output raw source HDF5")
+    p.add_argument("--target", required=True, help="output raw target HDF5")
+    p.add_argument("--params", help="YAML file of physical parameters (config/README.md lists them)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser("prepare", help="filter order, resize, split by object, augment and balance a raw set")
+    p.add_argument("raw", help="raw HDF5 set")
+    p.add_argument("out", help="prepared HDF5 set to write")
+    p.add_argument("--filters", nargs="+", required=True, help="filter (channel) order of the output")
+    p.add_argument("--image-size", type=int, default=75)
+    p.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"))
+    p.add_argument("--n-per-class", type=int, default=None, help="images per class after balancing")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", help="train one run (hyperparameters from the config's presets)")
+    p.add_argument("--source", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--out", required=True, help="run directory for model.pt, history.csv, train.json")
+    p.add_argument("--pair", required=True, choices=["sim2sim", "sim2real"])
+    p.add_argument("--network", required=True, choices=["deepmerge", "resnet18"])
+    p.add_argument("--method", required=True)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--set", help='JSON of hyperparameters to override, e.g. \'{"lr": 0.002}\'')
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: the config's)")
+    p.add_argument("--init", help="checkpoint to initialise from (transfer learning)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint on source and target")
+    p.add_argument("checkpoint")
+    p.add_argument("--source", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--out", required=True, help="directory for metrics.json and predictions.csv")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("info", help="print a checkpoint's metadata")
+    p.add_argument("checkpoint")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .rulelog import rule_logging
+
+    try:
+        with rule_logging(None):
+            args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"deepmerge-da {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

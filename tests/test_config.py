@@ -1,0 +1,53 @@
+"""Configuration: a bad key or value stops the run with one message naming it."""
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from deepmerge_da.config import ConfigError, load_presets, run_hyperparameters, validate_config
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def test_default_config_is_valid(config):
+    validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda c: c["training"].update(max_epoch=3), "training"),
+    (lambda c: c["training"].update(batch_size=0), "training.batch_size"),
+    (lambda c: c["experiments"]["sim2sim"].update(methods=["noda", "dann"]), "experiments.sim2sim.methods.1"),
+    (lambda c: c["data"].update(split_fractions=[0.5, 0.1, 0.1]), "data.split_fractions"),
+    (lambda c: c["data"]["pairs"]["sim2sim"]["synthetic"].update(tidal_colour=1), "tidal_colour"),
+    (lambda c: c["training"]["overrides"].update({"sim2sim": {"deepmerge": {"mmd": {"lr": -1}}}}),
+     "training.overrides.sim2sim.deepmerge.mmd.lr"),
+])
+def test_bad_key_or_value_is_named(config, edit, named):
+    bad = copy.deepcopy(config)
+    edit(bad)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        validate_config(bad, SCHEMA)
+
+
+def test_overrides_apply_on_top_of_presets(config):
+    presets = load_presets(REPO / config["presets_file"])
+    config["training"]["overrides"] = {"sim2sim": {"deepmerge": {"mmd": {"lr": 0.005}}}}
+    hp = run_hyperparameters(config, presets, "sim2sim", "deepmerge", "mmd")
+    assert hp["lr"] == 0.005 and hp["beta1"] == 0.7 and hp["lambda_tl"] == 1.0
+    assert run_hyperparameters(config, presets, "sim2sim", "deepmerge", "noda")["lr"] == 0.001
+    with pytest.raises(ConfigError, match="sim2real/resnet18/mmd"):
+        run_hyperparameters(config, presets, "sim2real", "resnet18", "mmd")
+
+
+def test_snakemake_stops_with_one_message(workflow_copy):
+    bad = workflow_copy / "bad.yaml"
+    bad.write_text("training:\n  batch_size: -4\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "invalid config at 'training.batch_size'" in result.stdout + result.stderr

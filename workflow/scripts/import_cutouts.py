@@ -1,0 +1,6 @@
+from deepmerge_da.rulelog import rule_logging
+from deepmerge_da.sources import import_cutouts
+
+with rule_logging(snakemake.log[0]):
+    import_cutouts(snakemake.params.cutout_dir, path=snakemake.output[0],
+                   max_nonmergers=snakemake.params.max_nonmergers, seed=snakemake.params.seed)

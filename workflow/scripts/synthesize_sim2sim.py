@@ -1,0 +1,6 @@
+from deepmerge_da.rulelog import rule_logging
+from deepmerge_da.sources import synthesize_sim2sim
+
+with rule_logging(snakemake.log[0]):
+    synthesize_sim2sim(dict(snakemake.params.synthetic), seed=snakemake.params.seed, threads=snakemake.threads,
+                       source_path=snakemake.output.source, target_path=snakemake.output.target)
