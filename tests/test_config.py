@@ -51,3 +51,12 @@ def test_snakemake_stops_with_one_message(workflow_copy):
     result = snakemake(workflow_copy, "-n", "--configfile", str(bad))
     assert result.returncode != 0
     assert "invalid config at 'training.batch_size'" in result.stdout + result.stderr
+
+
+def test_every_physical_parameter_is_documented():
+    from deepmerge_da.synthetic import Sim2RealParams, Sim2SimParams
+
+    readme = (REPO / "config/README.md").read_text()
+    for params in (Sim2SimParams, Sim2RealParams):
+        missing = [k for k in params.describe() if f"`{k}`" not in readme]
+        assert not missing, f"config/README.md does not document {missing}"

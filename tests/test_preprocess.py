@@ -73,7 +73,7 @@ def test_n_per_class_truncates_and_augments():
 
 
 def test_hdf5_round_trip_and_atomic_write(tmp_path):
-    raw = raw_set(4, 6, 16)
+    raw = raw_set(10, 12, 16)
     path = tmp_path / "raw.h5"
     write_image_set(path, raw)
     back = read_image_set(path)

@@ -164,7 +164,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         row.update(train_one_epoch(model, objective, optimizer, scheduler, src_train,
                                    tgt_train if uses_target(method) else None, batch_size, generator,
-                                   epoch * steps_per_epoch, total_steps))
+                                   epoch * steps_per_epoch, total_steps, augment=bool(hp.get("augment", False))))
         row["val_source_accuracy"], row["val_source_loss"] = _accuracy_and_loss(model, src_val, 512)
         row["val_target_accuracy"], row["val_target_loss"] = _accuracy_and_loss(model, tgt_val, 512)
         row["seconds"] = time.time() - t0
@@ -201,12 +201,33 @@ def make_optimizer(model: torch.nn.Module, objective: TransferObjective, hp: dic
     return optimizer, scheduler
 
 
+def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of the batch under one of the 8 symmetries of the square (flips, 90-degree rotations).
+
+    A galaxy's class does not depend on its orientation on the sky; these transforms are exact (no
+    interpolation) and batched, so they cost almost nothing.
+    """
+    n = len(x)
+    choice = torch.randint(0, 8, (n,), generator=generator).to(x.device)
+    flip = (choice >= 4).view(-1, 1, 1, 1)
+    x = torch.where(flip, x.flip(-1), x)
+    turns = choice % 4
+    out = x.clone()
+    for k in (1, 2, 3):
+        rows = turns == k
+        if rows.any():
+            out[rows] = torch.rot90(x[rows], k, dims=(-2, -1))
+    return out
+
+
 def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensors, target: DomainTensors | None,
-                    batch_size: int, generator: torch.Generator, first_step: int, total_steps: int) -> dict:
+                    batch_size: int, generator: torch.Generator, first_step: int, total_steps: int,
+                    augment: bool = False) -> dict:
     """One pass over the shuffled source training split; returns the epoch's mean loss terms and accuracy.
 
     With a ``target``, each step also sees as many unlabelled target images, cycling through a shuffled
     target split; both domains go through the network in one batch (shared batch-norm statistics).
+    With ``augment``, every image is flipped/rotated by a random symmetry of the square first.
     """
     model.train()
     objective.train()
@@ -219,10 +240,13 @@ def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensor
     for start in range(0, len(source), batch_size):
         idx = order[start:start + batch_size]
         x, y = source.images[idx], source.labels[idx]
+        if augment:
+            x = random_dihedral(x, generator)
         progress = min(1.0, step / max(1, total_steps))
         if target is not None:
             tidx = target_order[(torch.arange(len(idx), device=dev) + start) % len(target)]
-            logits, features = model(torch.cat([x, target.images[tidx]]))
+            xt = random_dihedral(target.images[tidx], generator) if augment else target.images[tidx]
+            logits, features = model(torch.cat([x, xt]))
             n = len(idx)
             outputs = StepOutputs(logits[:n], features[:n], y, logits[n:], features[n:], progress)
         else:
