@@ -155,6 +155,8 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     meta = {"pair": pair, "network": network, "method": method, "seed": seed, "hyperparameters": hp,
             "package_version": __version__, "source": str(source), "target": str(target),
             "device": str(dev), "torch_version": torch.__version__,
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "scheduler": {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ},
             "trainable_parameters": count_trainable_parameters(model),
             "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
             "input": {"trained_on": src_train.describe(), "other_domain": tgt_train.describe()}}

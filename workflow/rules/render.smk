@@ -1,5 +1,10 @@
 # Tables: our test metrics beside the paper's.
 
+# Seconds of work: not worth a cluster job's queueing.
+localrules:
+    table,
+
+
 
 rule table:
     input:
