@@ -65,6 +65,7 @@ def run_hyperparameters(config: dict, presets: dict, pair: str, network: str, me
         raise ConfigError(f"no hyperparameter preset for {pair}/{network}/{method} in "
                           f"'{config['presets_file']}'") from None
     training = config["training"]
+    hp["augment"] = bool(training.get("augment", False))
     hp.update(training.get("overrides", {}).get(pair, {}).get(network, {}).get(method, {}))
     missing = [k for k in REQUIRED_HYPERPARAMETERS if k not in hp]
     if missing:

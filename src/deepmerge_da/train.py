@@ -27,6 +27,7 @@ from tqdm import tqdm
 from . import __version__
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint import load_checkpoint, save_checkpoint
+from .gpu_alloc import claim_device
 from .h5io import read_image_set
 from .methods import StepOutputs, TransferObjective, uses_target
 from .models import build_network, count_trainable_parameters
@@ -66,8 +67,15 @@ def load_split(path: str | os.PathLike, split: str, device: torch.device | str =
 
 
 def resolve_device(request: str = "auto") -> torch.device:
+    """``auto``: a free CUDA device (claimed through :mod:`deepmerge_da.gpu_alloc`) when present, else CPU."""
     if request == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        index = claim_device(torch.cuda.device_count(), wait_s=60.0)
+        if index < 0:
+            log.warning("every visible GPU is claimed by another training job; sharing cuda:0")
+            index = 0
+        return torch.device(f"cuda:{index}")
     device = torch.device(request)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {request!r} was requested but CUDA is not available")
