@@ -85,6 +85,6 @@ def test_hdf5_round_trip_and_atomic_write(tmp_path):
         assert f["images"].dtype == np.float32 and f["images"].shape[1:] == (3, 16, 16)
     test = read_image_set(tmp_path / "prep.h5", split="test")
     assert set(test.split) == {2}
-    assert not list(tmp_path.glob(".*tmp*"))
+    assert not list(tmp_path.glob("*.part"))
     with pytest.raises(FileNotFoundError, match="nope.h5"):
         read_image_set(tmp_path / "nope.h5")

@@ -1,9 +1,16 @@
-"""Writing files so that a reader never sees half of one: write a temporary name, then rename."""
+"""Writing files so that a reader never sees half of one: write a temporary name, then rename.
+
+Temporary files are ``.<name>.<random>.part`` beside the destination, so a run killed mid-write leaves
+only names that no rule reads (and that the fetcher removes at start).
+"""
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+PART_SUFFIX = ".part"
 
 
 @contextmanager
@@ -11,7 +18,9 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -51,6 +51,8 @@ import pandas as pd
 import requests
 from PIL import Image
 
+from .atomic import PART_SUFFIX, atomic_path
+
 log = logging.getLogger(__name__)
 
 SDSS_PIXEL_SCALE = 0.396127  # arcsec / pixel, SkyServer default
@@ -319,19 +321,8 @@ def _with_retries(attempt: Callable[[], object], *, max_retries: int, backoff_s:
 
 
 def _write_atomic_bytes(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
 
 
 def _remove_stale_parts(directory: Path, prefix: str = ".") -> int:
@@ -348,17 +339,8 @@ def _remove_stale_parts(directory: Path, prefix: str = ".") -> int:
 
 
 def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -662,7 +644,7 @@ def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, 
         s.headers["User-Agent"] = USER_AGENT
 
     def attempt() -> tuple[str, str]:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=PART_SUFFIX, dir=dest.parent)
         h = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as fh, s.get(url, timeout=timeout_s, stream=True) as resp:
