@@ -24,6 +24,12 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def sim2real_synthetic_domains():
+    """The sim2real domains rendered by the synthetic universe (the target may be real cutouts)."""
+    pairs = config["data"]["pairs"]
+    return "source|target" if pairs.get("sim2real", {}).get("source", "synthetic") == "synthetic" else "source"
+
+
 def runs(pair=None):
     """Every (pair, network, method, seed) of the experiment grid, optionally of one pair."""
     return [
@@ -45,7 +51,7 @@ def tl_init_checkpoint(wildcards):
     if wildcards.method != "tl_mmd":
         return []
     init = config["training"].get("tl_init", {"network": "deepmerge", "method": "mmd", "seed": 1})
-    return RUN_DIR.format(pair="sim2sim", **init) + "/model.pt"
+    return f"{RUN_DIR}/model.pt".format(pair="sim2sim", **init)
 
 
 TABLES = {"sim2sim": "table1_sim2sim", "sim2real": "table2_sim2real"}

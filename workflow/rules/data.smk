@@ -2,12 +2,6 @@
 # prepared, split HDF5 file that training reads.
 
 
-def sim2real_synthetic_domains():
-    """The sim2real domains rendered by the synthetic universe (the target may be real cutouts)."""
-    pairs = config["data"]["pairs"]
-    return "source|target" if pairs.get("sim2real", {}).get("source", "synthetic") == "synthetic" else "source"
-
-
 rule synthesize_sim2sim:
     output:
         source="results/data/sim2sim/raw/source.h5",

@@ -8,7 +8,7 @@ localrules:
 
 rule table:
     input:
-        metrics=lambda w: [RUN_DIR.format(**r) + "/metrics.json" for r in runs(PAIR_OF_TABLE[w.table])],
+        metrics=lambda w: [f"{RUN_DIR}/metrics.json".format(**r) for r in runs(PAIR_OF_TABLE[w.table])],
     output:
         csv="results/tables/{table}.csv",
         md="results/tables/{table}.md",

@@ -7,10 +7,10 @@ rule train:
         target="results/data/{pair}/target.h5",
         init=tl_init_checkpoint,
     output:
-        model=RUN_DIR + "/model.pt",
-        sha256=RUN_DIR + "/model.pt.sha256",
-        history=RUN_DIR + "/history.csv",
-        summary=RUN_DIR + "/train.json",
+        model=f"{RUN_DIR}/model.pt",
+        sha256=f"{RUN_DIR}/model.pt.sha256",
+        history=f"{RUN_DIR}/history.csv",
+        summary=f"{RUN_DIR}/train.json",
     params:
         hp=run_hp,
         max_epochs=config["training"]["max_epochs"],
@@ -34,12 +34,12 @@ rule train:
 
 rule evaluate:
     input:
-        model=RUN_DIR + "/model.pt",
+        model=f"{RUN_DIR}/model.pt",
         source="results/data/{pair}/source.h5",
         target="results/data/{pair}/target.h5",
     output:
-        metrics=RUN_DIR + "/metrics.json",
-        predictions=RUN_DIR + "/predictions.csv",
+        metrics=f"{RUN_DIR}/metrics.json",
+        predictions=f"{RUN_DIR}/predictions.csv",
     log:
         "logs/evaluate/{pair}/{network}/{method}/seed{seed}.log",
     benchmark:
