@@ -91,3 +91,15 @@ def _without_times(history: str) -> list[list[str]]:
     rows = [line.split(",") for line in history.splitlines()]
     drop = rows[0].index("seconds")
     return [r[:drop] + r[drop + 1:] for r in rows]
+
+
+def test_lr_range_scan_writes_a_growing_curve(tmp_path):
+    from deepmerge_da.lr_scan import lr_range_scan
+
+    paths = write_pair(tmp_path)
+    curve = lr_range_scan(source=str(paths["source"]), target=str(paths["target"]), network="deepmerge",
+                          method="noda", hp=HP, out_csv=str(tmp_path / "scan.csv"), epochs=3, lr_min=1e-5,
+                          lr_max=1e-1, batch_size=16, plot_path=str(tmp_path / "scan.png"))
+    assert len(curve) == 3 and curve.lr.is_monotonic_increasing
+    assert curve.lr.iloc[-1] == pytest.approx(1e-1, rel=1e-6)
+    assert (tmp_path / "scan.png").stat().st_size > 1000

@@ -19,6 +19,8 @@ EPILOG = """examples:
   deepmerge-da train --source source.h5 --target target.h5 --out run/ --network deepmerge --method mmd \\
       --pair sim2sim --config config/config.yaml
   deepmerge-da evaluate run/model.pt --source source.h5 --target target.h5 --out run/
+  deepmerge-da lr-scan --source source.h5 --target target.h5 --pair sim2sim --network deepmerge \
+      --method noda --out scan.csv --plot scan.png
   deepmerge-da info run/model.pt
 """
 
@@ -53,6 +55,19 @@ def _cmd_train(args) -> None:
               method=args.method, seed=args.seed, hp=hp, max_epochs=args.epochs or config["training"]["max_epochs"],
               batch_size=config["training"]["batch_size"], device=args.device, threads=args.threads,
               init_checkpoint=args.init)
+
+
+def _cmd_lr_scan(args) -> None:
+    from .config import load_presets, run_hyperparameters
+    from .lr_scan import lr_range_scan
+
+    config = yaml.safe_load(open(args.config))
+    hp = run_hyperparameters(config, load_presets(config["presets_file"]), args.pair, args.network, args.method)
+    curve = lr_range_scan(source=args.source, target=args.target, network=args.network, method=args.method, hp=hp,
+                          out_csv=args.out, epochs=args.epochs, lr_min=args.lr_min, lr_max=args.lr_max,
+                          threads=args.threads, device=args.device, plot_path=args.plot)
+    best = curve.loc[curve.loss.idxmin()]
+    print(f"lowest loss {best.loss:.4f} at lr {best.lr:.3g}: one-cycle maximum {best.lr:.3g}, minimum {best.lr / 10:.3g}")
 
 
 def _cmd_evaluate(args) -> None:
@@ -114,6 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("lr-scan", help="learning-rate range scan: loss against a growing learning rate")
+    p.add_argument("--source", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--out", required=True, help="CSV of epoch, lr, loss")
+    p.add_argument("--plot", help="PNG of the curve")
+    p.add_argument("--pair", required=True, choices=["sim2sim", "sim2real"])
+    p.add_argument("--network", required=True, choices=["deepmerge", "resnet18"])
+    p.add_argument("--method", required=True)
+    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--lr-min", type=float, default=1e-6)
+    p.add_argument("--lr-max", type=float, default=1e-1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_cmd_lr_scan)
 
     p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint on source and target")
     p.add_argument("checkpoint")

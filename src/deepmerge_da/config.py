@@ -45,6 +45,43 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
     if data["pairs"].get("sim2real", {}).get("source") == "local" and not data.get("sdss", {}).get("cutout_dir"):
         raise ConfigError("invalid config at 'data.sdss.cutout_dir': data.pairs.sim2real.source is 'local' "
                           "but no cutout directory is given")
+    _check_download_sources(data)
+
+
+def _check_download_sources(data: dict) -> None:
+    """Cross-key checks of the ``remote`` and ``published`` data sources (see workflow/rules/fetch.smk)."""
+    for pair, pdata in data["pairs"].items():
+        if pdata["source"] in ("local", "remote") and pair != "sim2real":
+            raise ConfigError(f"invalid config at 'data.pairs.{pair}.source': '{pdata['source']}' is only for "
+                              "sim2real (its real SDSS target); use synthetic or published")
+    if data["pairs"].get("sim2real", {}).get("source") == "remote":
+        catalogues = data.get("remote", {}).get("catalogues", {})
+        for key in ("darg_url", "gz1_url"):
+            if not catalogues.get(key):
+                raise ConfigError(f"invalid config at 'data.remote.catalogues.{key}': data.pairs.sim2real.source "
+                                  "is 'remote' but no URL is given")
+    published = data.get("published", {})
+    names = [f["name"] for f in published.get("files", [])]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"invalid config at 'data.published.files': file name {repeated[0]!r} is listed twice")
+    for pair, pdata in data["pairs"].items():
+        if pdata["source"] != "published":
+            continue
+        for domain in ("source", "target"):
+            key = f"data.published.sets.{pair}.{domain}"
+            spec = published.get("sets", {}).get(pair, {}).get(domain)
+            if not spec:
+                raise ConfigError(f"invalid config at '{key}': data.pairs.{pair}.source is 'published' but no "
+                                  f"files are named for its {domain}")
+            kinds = {k for k in ("fits", "images", "labels") if k in spec}
+            if kinds not in ({"fits"}, {"images", "labels"}):
+                raise ConfigError(f"invalid config at '{key}': give either 'fits', or 'images' and 'labels' "
+                                  f"(found {', '.join(sorted(kinds)) or 'none'})")
+            for kind in sorted(kinds):
+                if spec[kind] not in names:
+                    raise ConfigError(f"invalid config at '{key}.{kind}': {spec[kind]!r} is not the name of a "
+                                      "file in data.published.files")
 
 
 def load_presets(path: str | os.PathLike) -> dict:

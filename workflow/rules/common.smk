@@ -68,6 +68,11 @@ def describe_data(pair):
     if data["source"] == "local":
         return (f"{pair}: synthetic source (embedded universe, data seed {config['data']['seed']}); "
                 f"target = real SDSS cutouts from {config['data']['sdss']['cutout_dir']}")
+    if data["source"] == "remote":
+        return (f"{pair}: synthetic source (embedded universe, data seed {config['data']['seed']}); "
+                "target = real SDSS cutouts fetched from SkyServer (config data.remote)")
+    if data["source"] == "published":
+        return f"{pair}: the authors' published images (config data.published), converted to our format"
     return (f"{pair}: the embedded synthetic universe (data seed {config['data']['seed']}, "
             f"parameters in config data.pairs.{pair}.synthetic) -- not the paper's Illustris data")
 

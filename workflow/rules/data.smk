@@ -1,58 +1,77 @@
-# Data: a raw set per pair and domain (from the synthetic universe or real cutouts), then the
-# prepared, split HDF5 file that training reads.
+# Data: a raw set per pair and domain (from the synthetic universe, real cutouts or the authors'
+# published arrays), then the prepared, split HDF5 file that training reads. The download rules
+# (data.pairs.sim2real.source: remote, data.pairs.<pair>.source: published) are in fetch.smk.
+
+SIM2SIM_SOURCE = config["data"]["pairs"].get("sim2sim", {}).get("source", "synthetic")
+SIM2REAL_SOURCE = config["data"]["pairs"].get("sim2real", {}).get("source", "synthetic")
+# Where the remote sim2real target is fetched to, laid out as a local cutout directory (fetch.smk).
+SDSS_FETCH_DIR = "results/data/sdss"
 
 
-rule synthesize_sim2sim:
-    output:
-        source="results/data/sim2sim/raw/source.h5",
-        target="results/data/sim2sim/raw/target.h5",
-    params:
-        synthetic=lambda w: config["data"]["pairs"]["sim2sim"]["synthetic"],
-        seed=config["data"]["seed"],
-    log:
-        "logs/synthesize/sim2sim.log",
-    benchmark:
-        "benchmarks/synthesize/sim2sim.tsv"
-    threads: config["resources"].get("synthesize_threads", 2)
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        ENV
-    script:
-        "../scripts/synthesize_sim2sim.py"
+if SIM2SIM_SOURCE != "published":
+
+    rule synthesize_sim2sim:
+        output:
+            source="results/data/sim2sim/raw/source.h5",
+            target="results/data/sim2sim/raw/target.h5",
+        params:
+            synthetic=lambda w: config["data"]["pairs"]["sim2sim"]["synthetic"],
+            seed=config["data"]["seed"],
+        log:
+            "logs/synthesize/sim2sim.log",
+        benchmark:
+            "benchmarks/synthesize/sim2sim.tsv"
+        threads: config["resources"].get("synthesize_threads", 2)
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        conda:
+            ENV
+        script:
+            "../scripts/synthesize_sim2sim.py"
 
 
-rule synthesize_sim2real:
-    output:
-        "results/data/sim2real/raw/{domain}.h5",
-    wildcard_constraints:
-        domain=sim2real_synthetic_domains(),
-    params:
-        synthetic=lambda w: config["data"]["pairs"]["sim2real"]["synthetic"],
-        seed=config["data"]["seed"],
-    log:
-        "logs/synthesize/sim2real_{domain}.log",
-    benchmark:
-        "benchmarks/synthesize/sim2real_{domain}.tsv"
-    threads: config["resources"].get("synthesize_threads", 2)
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        ENV
-    script:
-        "../scripts/synthesize_sim2real.py"
+if SIM2REAL_SOURCE != "published":
+
+    rule synthesize_sim2real:
+        output:
+            "results/data/sim2real/raw/{domain}.h5",
+        wildcard_constraints:
+            domain=sim2real_synthetic_domains(),
+        params:
+            synthetic=lambda w: config["data"]["pairs"]["sim2real"]["synthetic"],
+            seed=config["data"]["seed"],
+        log:
+            "logs/synthesize/sim2real_{domain}.log",
+        benchmark:
+            "benchmarks/synthesize/sim2real_{domain}.tsv"
+        threads: config["resources"].get("synthesize_threads", 2)
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        conda:
+            ENV
+        script:
+            "../scripts/synthesize_sim2real.py"
 
 
-if sim2real_synthetic_domains() == "source":
+if SIM2REAL_SOURCE in ("local", "remote"):
 
+    # Real SDSS cutouts -> the raw sim2real target: from data.sdss.cutout_dir (local), or from the
+    # directory that fetch_sdss_cutouts fills (remote; its selection is already the non-merger subset).
     rule import_sdss_cutouts:
+        input:
+            f"{SDSS_FETCH_DIR}/fetched.json" if SIM2REAL_SOURCE == "remote" else [],
         output:
             "results/data/sim2real/raw/target.h5",
         params:
-            cutout_dir=config["data"].get("sdss", {}).get("cutout_dir"),
-            max_nonmergers=config["data"].get("sdss", {}).get("max_nonmergers"),
+            cutout_dir=(
+                (lambda w, input: str(Path(input[0]).parent))
+                if SIM2REAL_SOURCE == "remote"
+                else config["data"].get("sdss", {}).get("cutout_dir")
+            ),
+            max_nonmergers=(None if SIM2REAL_SOURCE == "remote"
+                            else config["data"].get("sdss", {}).get("max_nonmergers")),
             seed=config["data"]["seed"],
         log:
             "logs/import/sdss_cutouts.log",

@@ -1,0 +1,145 @@
+# Downloads (nothing here is defined by default; every key is explained in config/README.md):
+#
+# * data.pairs.sim2real.source: remote -- the real sim2real target from the internet: the Darg et al.
+#   (2010) merger catalogue and the Galaxy Zoo 1 non-merger table (fetch_catalogues), the paper's
+#   selection (select_sdss_objects), one SDSS SkyServer JPEG cutout per object (fetch_sdss_cutouts) into
+#   SDSS_FETCH_DIR, laid out as a local cutout directory; import_sdss_cutouts (data.smk) reads it.
+#   The cutout directory is not a Snakemake output (Snakemake would delete it on failure): a failed or
+#   killed fetch keeps every valid cutout and its manifest.csv, and a rerun requests only the others.
+#   fetched.json, written last, marks a complete fetch.
+# * data.pairs.<pair>.source: published -- the authors' prepared arrays (DeepMerge II, Zenodo record
+#   doi:10.5281/zenodo.4507941; DeepMerge I, MAST HLSP "deepmerge"), files listed with their URLs and
+#   SHA-256 in data.published.files, downloaded and verified (fetch_published_images) and converted
+#   (import_published_images) into results/data/{pair}/raw/{domain}.h5.
+# The Illustris API is not used (config/README.md: "Illustris API").
+import re
+
+REMOTE = config["data"].get("remote", {})
+REMOTE_CATALOGUES = REMOTE.get("catalogues", {})
+REMOTE_SDSS = REMOTE.get("sdss", {})
+DARG_FILE = f"{SDSS_FETCH_DIR}/darg_mergers.{REMOTE_CATALOGUES.get('darg_format', 'fits')}"
+GZ1_FILE = f"{SDSS_FETCH_DIR}/nonmergers.{REMOTE_CATALOGUES.get('gz1_format', 'csv')}"
+
+PUBLISHED = config["data"].get("published", {})
+PUBLISHED_FILES = {f["name"]: f for f in PUBLISHED.get("files", [])}
+PUBLISHED_PAIRS = [p for p, d in config["data"]["pairs"].items() if d["source"] == "published"]
+
+
+if SIM2REAL_SOURCE == "remote":
+
+    rule fetch_catalogues:
+        output:
+            darg=DARG_FILE,
+            gz1=GZ1_FILE,
+        params:
+            darg_url=REMOTE_CATALOGUES.get("darg_url"),
+            darg_sha256=REMOTE_CATALOGUES.get("darg_sha256"),
+            gz1_url=REMOTE_CATALOGUES.get("gz1_url"),
+            gz1_sha256=REMOTE_CATALOGUES.get("gz1_sha256"),
+        log:
+            "logs/fetch/catalogues.log",
+        resources:
+            runtime=30,
+        conda:
+            ENV
+        script:
+            "../scripts/fetch_catalogues.py"
+
+    rule select_sdss_objects:
+        input:
+            darg=DARG_FILE,
+            gz1=GZ1_FILE,
+        output:
+            f"{SDSS_FETCH_DIR}/selection.csv",
+        params:
+            n_nonmergers=REMOTE.get("n_nonmergers", 3000),
+            seed=config["data"]["seed"],
+            darg_columns=REMOTE_CATALOGUES.get("darg_columns", {}),
+            gz1_columns=REMOTE_CATALOGUES.get("gz1_columns", {}),
+        log:
+            "logs/fetch/select_sdss_objects.log",
+        conda:
+            ENV
+        script:
+            "../scripts/select_sdss_objects.py"
+
+    rule fetch_sdss_cutouts:
+        input:
+            selection=f"{SDSS_FETCH_DIR}/selection.csv",
+            catalogues=[DARG_FILE, GZ1_FILE],
+        output:
+            f"{SDSS_FETCH_DIR}/fetched.json",
+        params:
+            out_dir=lambda w, output: str(Path(output[0]).parent),
+            base_url=REMOTE_SDSS.get("base_url", "https://skyserver.sdss.org/dr15/SkyServerWS/ImgCutout/getjpeg"),
+            scale=REMOTE_SDSS.get("scale", 0.396127),
+            size=REMOTE_SDSS.get("size", 128),
+            concurrency=REMOTE_SDSS.get("concurrency", 4),
+            rate_per_s=REMOTE_SDSS.get("rate_per_s", 5.0),
+            timeout_s=REMOTE_SDSS.get("timeout_s", 30),
+            max_retries=REMOTE_SDSS.get("max_retries", 4),
+            backoff_s=REMOTE_SDSS.get("backoff_s", 1.0),
+            max_fail_fraction=REMOTE_SDSS.get("max_fail_fraction", 0.05),
+        log:
+            "logs/fetch/sdss_cutouts.log",
+        resources:
+            runtime=240,
+        conda:
+            ENV
+        script:
+            "../scripts/fetch_sdss_cutouts.py"
+
+
+if PUBLISHED_FILES:
+
+    rule fetch_published_images:
+        output:
+            "results/data/published/{name}",
+        wildcard_constraints:
+            name="|".join(map(re.escape, PUBLISHED_FILES)),
+        params:
+            url=lambda w: PUBLISHED_FILES[w.name]["url"],
+            sha256=lambda w: PUBLISHED_FILES[w.name].get("sha256"),
+        log:
+            "logs/fetch/published_{name}.log",
+        resources:
+            runtime=120,
+        conda:
+            ENV
+        script:
+            "../scripts/fetch_published_images.py"
+
+
+if PUBLISHED_PAIRS:
+
+    rule import_published_images:
+        input:
+            unpack(
+                lambda w: {
+                    k: f"results/data/published/{v}"
+                    for k, v in PUBLISHED["sets"][w.pair][w.domain].items()
+                    if k in ("images", "labels", "fits")
+                }
+            ),
+        output:
+            "results/data/{pair}/raw/{domain}.h5",
+        wildcard_constraints:
+            pair="|".join(PUBLISHED_PAIRS),
+        params:
+            filters=lambda w: PUBLISHED["sets"][w.pair][w.domain].get(
+                "filters", config["data"]["pairs"][w.pair]["filters"]
+            ),
+            pixel_scale=lambda w: PUBLISHED["sets"][w.pair][w.domain].get("pixel_scale"),
+            units=lambda w: PUBLISHED["sets"][w.pair][w.domain].get("units", "as published"),
+            layout=lambda w: PUBLISHED["sets"][w.pair][w.domain].get("layout", "auto"),
+        log:
+            "logs/import/published_{pair}_{domain}.log",
+        benchmark:
+            "benchmarks/import/published_{pair}_{domain}.tsv"
+        resources:
+            mem_mb=8000,
+            runtime=30,
+        conda:
+            ENV
+        script:
+            "../scripts/import_published_images.py"
