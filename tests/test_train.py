@@ -103,3 +103,19 @@ def test_lr_range_scan_writes_a_growing_curve(tmp_path):
     assert len(curve) == 3 and curve.lr.is_monotonic_increasing
     assert curve.lr.iloc[-1] == pytest.approx(1e-1, rel=1e-6)
     assert (tmp_path / "scan.png").stat().st_size > 1000
+
+
+def test_freezing_conv_layers_keeps_weights_and_batch_norm_statistics():
+    from deepmerge_da.train import freeze_layers
+
+    model = build_network("deepmerge")
+    freeze_layers(model, ["conv."])
+    objective = TransferObjective("noda", model.feature_dim, HP)
+    optimizer, scheduler = make_optimizer(model, objective, HP, steps_per_epoch=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_one_epoch(model, objective, optimizer, scheduler, domain(16, 0.0, 1, 75), None, batch_size=8,
+                    generator=torch.Generator().manual_seed(0), first_step=0, total_steps=2)
+    after = model.state_dict()
+    conv_keys = [k for k in before if k.startswith("conv.") and "num_batches" not in k]
+    assert conv_keys and all(torch.equal(before[k], after[k]) for k in conv_keys)
+    assert not torch.equal(before["head.1.weight"], after["head.1.weight"])

@@ -145,10 +145,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
             raise ValueError(f"{init_checkpoint}: a {meta['network']} checkpoint cannot initialise a {network}")
         model.load_state_dict(state)
         log.info("initialised from %s", init_checkpoint)
-    for prefix in freeze or []:
-        for name, p in model.named_parameters():
-            if name.startswith(prefix):
-                p.requires_grad_(False)
+    freeze_layers(model, freeze or [])
     model.to(dev)
     objective = TransferObjective(method, model.feature_dim, hp).to(dev)
 
@@ -196,6 +193,17 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
                    wall_seconds=time.time() - started, threads=torch.get_num_threads())
     write_text_atomic(out / "train.json", json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def freeze_layers(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Freeze the parameters whose names start with one of ``prefixes`` (e.g. ``conv.`` for DeepMerge's conv
+    and batch-norm layers); frozen batch-norm layers also keep their running statistics (momentum 0)."""
+    for name, module in model.named_modules():
+        if name and any(name.startswith(p.rstrip(".")) for p in prefixes):
+            for param in module.parameters(recurse=False):
+                param.requires_grad_(False)
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = 0.0
 
 
 def make_optimizer(model: torch.nn.Module, objective: TransferObjective, hp: dict, steps_per_epoch: int):
