@@ -119,3 +119,16 @@ def test_freezing_conv_layers_keeps_weights_and_batch_norm_statistics():
     conv_keys = [k for k in before if k.startswith("conv.") and "num_batches" not in k]
     assert conv_keys and all(torch.equal(before[k], after[k]) for k in conv_keys)
     assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
+
+
+def test_mixed_precision_step_learns_with_float32_losses():
+    torch.manual_seed(0)
+    model = build_network("deepmerge")
+    objective = TransferObjective("mmd", model.feature_dim, HP)
+    optimizer, scheduler = make_optimizer(model, objective, HP, steps_per_epoch=2)
+    before = model.head[1].weight.detach().clone()
+    row = train_one_epoch(model, objective, optimizer, scheduler, domain(16, 0.0, 1, 75), domain(16, 1.0, 2, 75),
+                          batch_size=8, generator=torch.Generator().manual_seed(0), first_step=0, total_steps=2,
+                          amp=True)
+    assert np.isfinite(row["train_total"]) and row["train_transfer"] != 0.0
+    assert not torch.equal(before, model.head[1].weight)

@@ -122,7 +122,8 @@ def _accuracy_and_loss(model, data: DomainTensors, batch_size: int) -> tuple[flo
 
 def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str, method: str, seed: int,
               hp: dict, max_epochs: int, batch_size: int = 128, device: str = "auto", threads: int = 1,
-              init_checkpoint: str | None = None, freeze: list[str] | None = None, progress: bool = True) -> dict:
+              init_checkpoint: str | None = None, freeze: list[str] | None = None, amp: bool = False,
+              progress: bool = True) -> dict:
     """Train one run and write ``model.pt`` (+ ``.sha256``), ``history.csv`` and ``train.json`` to ``out_dir``."""
     started = time.time()
     torch.set_num_threads(max(1, int(threads)))
@@ -159,7 +160,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     ckpt_path = out / "model.pt"
     meta = {"pair": pair, "network": network, "method": method, "seed": seed, "hyperparameters": hp,
             "package_version": __version__, "source": str(source), "target": str(target),
-            "device": str(dev), "torch_version": torch.__version__,
+            "device": str(dev), "torch_version": torch.__version__, "mixed_precision": amp,
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "scheduler": {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ},
             "trainable_parameters": count_trainable_parameters(model),
@@ -171,7 +172,8 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         row.update(train_one_epoch(model, objective, optimizer, scheduler, src_train,
                                    tgt_train if uses_target(method) else None, batch_size, generator,
-                                   epoch * steps_per_epoch, total_steps, augment=bool(hp.get("augment", False))))
+                                   epoch * steps_per_epoch, total_steps, augment=bool(hp.get("augment", False)),
+                                   amp=amp))
         row["val_source_accuracy"], row["val_source_loss"] = _accuracy_and_loss(model, src_val, 512)
         row["val_target_accuracy"], row["val_target_loss"] = _accuracy_and_loss(model, tgt_val, 512)
         row["seconds"] = time.time() - t0
@@ -240,12 +242,13 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensors, target: DomainTensors | None,
                     batch_size: int, generator: torch.Generator, first_step: int, total_steps: int,
-                    augment: bool = False) -> dict:
+                    augment: bool = False, amp: bool = False) -> dict:
     """One pass over the shuffled source training split; returns the epoch's mean loss terms and accuracy.
 
     With a ``target``, each step also sees as many unlabelled target images, cycling through a shuffled
     target split; both domains go through the network in one batch (shared batch-norm statistics).
-    With ``augment``, every image is flipped/rotated by a random symmetry of the square first.
+    With ``augment``, every image is flipped/rotated by a random symmetry of the square first. With ``amp``,
+    the network runs in bfloat16 autocast (mixed precision); the losses are computed in float32.
     """
     model.train()
     objective.train()
@@ -264,11 +267,14 @@ def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensor
         if target is not None:
             tidx = target_order[(torch.arange(len(idx), device=dev) + start) % len(target)]
             xt = random_dihedral(target.images[tidx], generator) if augment else target.images[tidx]
-            logits, features = model(torch.cat([x, xt]))
-            n = len(idx)
+            x = torch.cat([x, xt])
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            logits, features = model(x)
+        logits, features = logits.float(), features.float()
+        n = len(idx)
+        if target is not None:
             outputs = StepOutputs(logits[:n], features[:n], y, logits[n:], features[n:], progress)
         else:
-            logits, features = model(x)
             outputs = StepOutputs(logits, features, y, progress=progress)
         loss, terms = objective(outputs)
         optimizer.zero_grad(set_to_none=True)

@@ -17,6 +17,7 @@ rule train:
         batch_size=config["training"]["batch_size"],
         device=config["training"]["device"],
         freeze=config["training"].get("freeze", []),
+        amp=config["training"].get("amp", False),
     log:
         "logs/train/{pair}/{network}/{method}/seed{seed}.log",
     benchmark:

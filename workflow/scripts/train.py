@@ -8,4 +8,5 @@ with rule_logging(snakemake.log[0]):
               method=w.method, seed=int(w.seed), hp=dict(snakemake.params.hp),
               max_epochs=snakemake.params.max_epochs, batch_size=snakemake.params.batch_size,
               device=snakemake.params.device, threads=snakemake.threads,
-              init_checkpoint=snakemake.input.init or None, freeze=list(snakemake.params.freeze))
+              init_checkpoint=snakemake.input.init or None, freeze=list(snakemake.params.freeze),
+              amp=snakemake.params.amp)
