@@ -12,6 +12,7 @@ import sys
 import yaml
 
 from . import __version__
+from .methods import METHODS
 
 EPILOG = """examples:
   deepmerge-da synthesize sim2sim --source raw_source.h5 --target raw_target.h5 --threads 2
@@ -19,7 +20,7 @@ EPILOG = """examples:
   deepmerge-da train --source source.h5 --target target.h5 --out run/ --network deepmerge --method mmd \\
       --pair sim2sim --config config/config.yaml
   deepmerge-da evaluate run/model.pt --source source.h5 --target target.h5 --out run/
-  deepmerge-da lr-scan --source source.h5 --target target.h5 --pair sim2sim --network deepmerge \
+  deepmerge-da lr-scan --source source.h5 --target target.h5 --pair sim2sim --network deepmerge \\
       --method noda --out scan.csv --plot scan.png
   deepmerge-da info run/model.pt
 """
@@ -88,6 +89,17 @@ def _cmd_info(args) -> None:
     print()
 
 
+def _add_run_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
+    """The options that name one run's data, network, method and hyperparameters."""
+    p.add_argument("--source", required=True, help="prepared source HDF5")
+    p.add_argument("--target", required=True, help="prepared target HDF5")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--pair", required=True, choices=["sim2sim", "sim2real"])
+    p.add_argument("--network", required=True, choices=["deepmerge", "resnet18"])
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--config", default="config/config.yaml", help="config whose presets and overrides apply")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepmerge-da", description=__doc__, epilog=EPILOG,
@@ -115,14 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train one run (hyperparameters from the config's presets)")
-    p.add_argument("--source", required=True)
-    p.add_argument("--target", required=True)
-    p.add_argument("--out", required=True, help="run directory for model.pt, history.csv, train.json")
-    p.add_argument("--pair", required=True, choices=["sim2sim", "sim2real"])
-    p.add_argument("--network", required=True, choices=["deepmerge", "resnet18"])
-    p.add_argument("--method", required=True)
+    _add_run_arguments(p, out_help="run directory for model.pt, history.csv, train.json")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--config", default="config/config.yaml")
     p.add_argument("--set", help='JSON of hyperparameters to override, e.g. \'{"lr": 0.002}\'')
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the config's)")
     p.add_argument("--init", help="checkpoint to initialise from (transfer learning)")
@@ -131,14 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("lr-scan", help="learning-rate range scan: loss against a growing learning rate")
-    p.add_argument("--source", required=True)
-    p.add_argument("--target", required=True)
-    p.add_argument("--out", required=True, help="CSV of epoch, lr, loss")
+    _add_run_arguments(p, out_help="CSV of epoch, lr, loss")
     p.add_argument("--plot", help="PNG of the curve")
-    p.add_argument("--pair", required=True, choices=["sim2sim", "sim2real"])
-    p.add_argument("--network", required=True, choices=["deepmerge", "resnet18"])
-    p.add_argument("--method", required=True)
-    p.add_argument("--config", default="config/config.yaml")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr-min", type=float, default=1e-6)
     p.add_argument("--lr-max", type=float, default=1e-1)
