@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import snakemake
+from conftest import job_stats, snakemake
 
 TEST_CONFIG = ".test/config/config.yaml"
 RUNS = "results/runs/sim2sim/deepmerge"
@@ -42,14 +42,7 @@ def dry_run_counts(workdir: Path, configfile: str, *targets: str) -> dict[str, i
     if "Job stats:" not in text:
         assert "Nothing to be done" in text, text[-3000:]
         return {}
-    counts = {}
-    for line in text[text.index("Job stats:"):].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
-
+    return job_stats(text)
 
 def test_partial_reruns(workflow_copy):
     first = snakemake(workflow_copy, "--configfile", TEST_CONFIG)

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, job_stats, snakemake
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
 TEST_CONFIG = ".test/config/config.yaml"
@@ -45,18 +45,6 @@ def cluster():
 def fresh_copy(dest):
     dest.mkdir(parents=True)
     return copy_workflow(dest)  # Snakefile, workflow/, config/, envs/, profiles/, .test/
-
-
-def job_stats(log: str) -> dict[str, int]:
-    """The first `Job stats:` table Snakemake printed: {rule: count}."""
-    lines = log[log.index("Job stats:"):].splitlines()[3:]
-    stats = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        stats[parts[0]] = int(parts[1])
-    return stats
 
 
 def read_prepared(path):
