@@ -51,11 +51,6 @@ class ImageSet:
     def filters(self) -> list[str]:
         return list(self.attrs.get("filters", []))
 
-    def subset(self, mask: np.ndarray) -> "ImageSet":
-        pick = lambda a: None if a is None else a[mask]  # noqa: E731
-        return ImageSet(self.images[mask], self.labels[mask], self.object_id[mask], dict(self.attrs),
-                        pick(self.split), pick(self.augmentation))
-
 
 def _attr_value(value):
     if isinstance(value, dict):

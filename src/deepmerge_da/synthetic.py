@@ -386,18 +386,6 @@ class SyntheticSet:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, index) -> "SyntheticSet":
-        index = np.asarray(index)
-        return SyntheticSet(
-            images=self.images[index],
-            labels=self.labels[index],
-            object_id=self.object_id[index],
-            filters=self.filters,
-            pixel_scale=self.pixel_scale,
-            meta=dict(self.meta),
-            catalog={k: v[index] for k, v in self.catalog.items()},
-        )
-
 
 # ----------------------------------------------------------------------------------------------
 # low-level renderers (pixel-integrated unit-flux templates)
