@@ -10,11 +10,16 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

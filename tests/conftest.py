@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,24 @@ def job_stats(log: str) -> dict[str, int]:
         stats[parts[0]] = int(parts[1])
     return stats
 
+
+
+def write_toy_pair(directory: Path, n: int = 60, source_noise: float = 0.0) -> dict[str, Path]:
+    """A prepared source/target pair of ``n`` 75x75 images each: mergers carry a bright central square; the
+    target adds unit Gaussian noise (the source ``source_noise``). Filters a, b, c."""
+    from deepmerge_da.h5io import ImageSet, write_image_set
+    from deepmerge_da.preprocess import prepare_image_set
+
+    rng = np.random.default_rng(0)
+    paths = {}
+    for dom, noise in (("source", source_noise), ("target", 1.0)):
+        labels = (np.arange(n) % 2).astype(np.int8)
+        images = rng.normal(size=(n, 3, 75, 75)).astype(np.float32) * noise
+        images[:, :, 30:45, 30:45] += labels[:, None, None, None] * 3.0
+        raw = ImageSet(images, labels, np.arange(n).astype(str), {"filters": ["a", "b", "c"]})
+        paths[dom] = directory / f"{dom}.h5"
+        write_image_set(paths[dom], prepare_image_set(raw, filters=["a", "b", "c"], image_size=75, progress=False))
+    return paths
 
 
 @pytest.fixture

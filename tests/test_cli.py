@@ -10,7 +10,7 @@ def run(*args):
 def test_help_lists_every_step():
     out = run("--help")
     assert out.returncode == 0
-    for command in ("synthesize", "prepare", "train", "lr-scan", "evaluate", "info"):
+    for command in ("synthesize", "prepare", "train", "lr-scan", "evaluate", "predict", "info"):
         assert command in out.stdout
 
 

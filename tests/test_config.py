@@ -19,11 +19,32 @@ def test_default_config_is_valid(config):
     validate_config(config, SCHEMA)
 
 
+def layered(base: dict, top: dict) -> dict:
+    """``top`` merged into ``base`` as Snakemake merges a --configfile (mappings recursively)."""
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            layered(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+@pytest.mark.parametrize("name", ["config/paper_scale.yaml", "config/examples/sim2real_real_sdss.yaml",
+                                  "config/examples/sim2sim_resnet18.yaml", ".test/config/config.yaml"])
+def test_shipped_configfiles_are_valid_on_top_of_the_default(config, name):
+    validate_config(layered(config, yaml.safe_load((REPO / name).read_text())), SCHEMA)
+
+
 @pytest.mark.parametrize("edit, named", [
     (lambda c: c["training"].update(max_epoch=3), "training"),
     (lambda c: c["training"].update(batch_size=0), "training.batch_size"),
     (lambda c: c["experiments"]["sim2sim"].update(methods=["noda", "dann"]), "experiments.sim2sim.methods.1"),
     (lambda c: c["data"].update(split_fractions=[0.5, 0.1, 0.1]), "data.split_fractions"),
+    (lambda c: c["experiments"]["sim2sim"].update(networks=["deepmerge", "resnet18"], seeds={"deepmerge": [1]}),
+     "experiments.sim2sim.seeds': no seeds for network 'resnet18'"),
+    (lambda c: c["experiments"]["sim2sim"].update(seeds={"deepmerge": [-1]}), "experiments.sim2sim.seeds"),
+    (lambda c: c["training"].update(max_epochs_by_network={"resnet18": 0}),
+     "training.max_epochs_by_network.resnet18"),
     (lambda c: c["data"]["pairs"]["sim2sim"]["synthetic"].update(tidal_colour=1), "tidal_colour"),
     (lambda c: c["training"]["overrides"].update({"sim2sim": {"deepmerge": {"mmd": {"lr": -1}}}}),
      "training.overrides.sim2sim.deepmerge.mmd.lr"),

@@ -19,7 +19,9 @@ import pytest
 from conftest import copy_workflow, job_stats, snakemake
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
-TEST_CONFIG = ".test/config/config.yaml"
+# The tiny config, cut to two sim2sim runs: every kind of rule, few jobs.
+TEST_CONFIG = (".test/config/config.yaml", ".test/config/small.yaml")
+LOCAL_RULES = {"all", "table", "selection", "figure_examples", "figure_summary", "figure_training_curves"}
 SLURM_RUN_LIMIT_S = 360  # the tiny DAG through SLURM takes about 200 s on 2 cores (5 levels x the plugin's polls)
 NEEDS_MEMORY_MB = 4000  # the largest mem_mb of a rule (synthesize, prepare, train, evaluate)
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
@@ -56,13 +58,13 @@ def test_tiny_workflow_on_slurm_matches_local(cluster, tmp_path):
     slurm_dir, local_dir = fresh_copy(tmp_path / "slurm"), fresh_copy(tmp_path / "local")
     # The local reference run goes on beside the SLURM run, which mostly waits for the plugin's polls.
     with ThreadPoolExecutor(1) as pool:
-        local_run = pool.submit(snakemake, local_dir, "--configfile", TEST_CONFIG)
+        local_run = pool.submit(snakemake, local_dir, "--configfile", *TEST_CONFIG)
         # What a user sets for her cluster: the partition (profiles/slurm reads SLURM_PARTITION). The other
         # two options only make the test quicker / inspectable: poll SLURM 2 s after submitting (default 40 s),
         # and keep the SLURM logs of successful jobs.
         env = dict(cluster.env, SLURM_PARTITION=cluster.partition)
         cmd = ["timeout", "-k", "30", str(SLURM_RUN_LIMIT_S), sys.executable, "-m", "snakemake",
-               "--profile", str(slurm_dir / "profiles/slurm"), "--configfile", TEST_CONFIG,
+               "--profile", str(slurm_dir / "profiles/slurm"), "--configfile", *TEST_CONFIG,
                "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs"]
         started = time.monotonic()
         run = subprocess.run(cmd, cwd=slurm_dir, env=env, capture_output=True, text=True)
@@ -76,11 +78,11 @@ def test_tiny_workflow_on_slurm_matches_local(cluster, tmp_path):
     assert run.returncode == 0, f"snakemake on SLURM failed (exit {run.returncode}):\n{log[-5000:]}"
     assert local.returncode == 0, f"local snakemake failed:\n{local.stderr[-5000:]}"
 
-    # Every job but the workflow's local rules (`all`, `table`: seconds of work) went through sbatch, once,
-    # and completed in SLURM.
-    expected = {rule: n for rule, n in job_stats(log).items() if rule not in ("all", "table")}
-    assert {"prepare", "train", "evaluate"} <= set(expected), expected
-    assert "table" in job_stats(log)
+    # Every job but the workflow's local rules (`all`, tables and quick plots: seconds of work) went through
+    # sbatch, once, and completed in SLURM.
+    expected = {rule: n for rule, n in job_stats(log).items() if rule not in LOCAL_RULES}
+    assert {"prepare", "train", "evaluate", "figure_tsne", "figure_gradcam"} <= set(expected), expected
+    assert LOCAL_RULES <= set(job_stats(log))
     assert any(rule.startswith("synthesize") for rule in expected), expected
     by_rule: dict[str, list[str]] = {}
     for _, slurm_id, path in submitted:

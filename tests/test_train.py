@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepmerge_da.h5io import ImageSet, write_image_set
+from conftest import write_toy_pair
 from deepmerge_da.methods import METHODS, TransferObjective
 from deepmerge_da.models import build_network
-from deepmerge_da.preprocess import prepare_image_set
 from deepmerge_da.train import DomainTensors, cyclic_lr_factor, make_optimizer, train_one_epoch, train_run
 
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
@@ -59,22 +58,8 @@ def test_cyclic_schedule_is_a_triangle():
     assert values[:6] == sorted(values[:6])
 
 
-def write_pair(tmp_path):
-    rng = np.random.default_rng(0)
-    paths = {}
-    for dom, noise in (("source", 0.0), ("target", 1.0)):
-        n = 60
-        labels = (np.arange(n) % 2).astype(np.int8)
-        images = rng.normal(size=(n, 3, 75, 75)).astype(np.float32) * noise
-        images[:, :, 30:45, 30:45] += labels[:, None, None, None] * 3.0
-        raw = ImageSet(images, labels, np.arange(n).astype(str), {"filters": ["a", "b", "c"]})
-        paths[dom] = tmp_path / f"{dom}.h5"
-        write_image_set(paths[dom], prepare_image_set(raw, filters=["a", "b", "c"], image_size=75, progress=False))
-    return paths
-
-
 def test_same_seed_gives_identical_run_on_cpu(tmp_path):
-    paths = write_pair(tmp_path)
+    paths = write_toy_pair(tmp_path)
     results = []
     for name in ("a", "b"):
         summary = train_run(source=str(paths["source"]), target=str(paths["target"]), out_dir=str(tmp_path / name),
@@ -96,7 +81,7 @@ def _without_times(history: str) -> list[list[str]]:
 def test_lr_range_scan_writes_a_growing_curve(tmp_path):
     from deepmerge_da.lr_scan import lr_range_scan
 
-    paths = write_pair(tmp_path)
+    paths = write_toy_pair(tmp_path)
     curve = lr_range_scan(source=str(paths["source"]), target=str(paths["target"]), network="deepmerge",
                           method="noda", hp=HP, out_csv=str(tmp_path / "scan.csv"), epochs=3, lr_min=1e-5,
                           lr_max=1e-1, batch_size=16, plot_path=str(tmp_path / "scan.png"))

@@ -13,6 +13,7 @@ import yaml
 
 from . import __version__
 from .methods import METHODS
+from .selection import CRITERIA
 
 EPILOG = """examples:
   deepmerge-da synthesize sim2sim --source raw_source.h5 --target raw_target.h5 --threads 2
@@ -23,6 +24,8 @@ EPILOG = """examples:
   deepmerge-da lr-scan --source source.h5 --target target.h5 --pair sim2sim --network deepmerge \\
       --method noda --out scan.csv --plot scan.png
   deepmerge-da info run/model.pt
+  deepmerge-da predict 'cutouts/*.jpeg' my_galaxies.csv --model run/model.pt --model run2/model.pt \
+      --out predictions.csv
 """
 
 
@@ -55,7 +58,8 @@ def _cmd_train(args) -> None:
     train_run(source=args.source, target=args.target, out_dir=args.out, pair=args.pair, network=args.network,
               method=args.method, seed=args.seed, hp=hp, max_epochs=args.epochs or config["training"]["max_epochs"],
               batch_size=config["training"]["batch_size"], device=args.device, threads=args.threads,
-              init_checkpoint=args.init)
+              init_checkpoint=args.init,
+              selection=args.selection or config["training"].get("selection", "source_accuracy"))
 
 
 def _cmd_lr_scan(args) -> None:
@@ -79,6 +83,18 @@ def _cmd_evaluate(args) -> None:
                           threads=args.threads)
     for domain in ("source", "target"):
         print(domain, {k: round(v, 3) for k, v in result[domain].items() if isinstance(v, float)})
+
+
+def _cmd_predict(args) -> None:
+    from .predict import predict, skipped_path
+
+    df = predict(args.inputs, args.model, args.out, threshold=args.threshold, batch_size=args.batch_size,
+                 device=args.device, progress=not args.no_progress, filters=args.filters,
+                 normalisation=args.normalisation, filter_keyword=args.filter_keyword, cache_dir=args.cache_dir,
+                 sdss_base_url=args.sdss_base_url, threads=args.threads)
+    n_skipped = len(df.attrs.get("skipped", []))
+    print(f"{len(df)} classified, {int((df['label'] == 'merger').sum())} mergers (p_merger >= {args.threshold}), "
+          f"{n_skipped} skipped -> {args.out}" + (f" (skipped: {skipped_path(args.out)})" if n_skipped else ""))
 
 
 def _cmd_info(args) -> None:
@@ -132,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", help='JSON of hyperparameters to override, e.g. \'{"lr": 0.002}\'')
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the config's)")
     p.add_argument("--init", help="checkpoint to initialise from (transfer learning)")
+    p.add_argument("--selection", choices=CRITERIA,
+                   help="criterion whose best epoch is kept and early stopping follows (default: the config's "
+                        "training.selection, else source_accuracy)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_cmd_train)
@@ -153,6 +172,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for metrics.json and predictions.csv")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_cmd_evaluate)
+
+    from .fetch import DEFAULT_BASE_URL
+
+    p = sub.add_parser(
+        "predict", help="classify your own cutouts (FITS, JPEG/PNG, NPY, or a catalogue CSV) with checkpoints",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Classify images with one or more trained checkpoints. One CSV row per image: id, source,\n"
+                    "p_merger, label (merger / non-merger); with several checkpoints also p_merger_std and\n"
+                    "p_merger_<i>, and p_merger is their mean. Images get the training preprocessing: the\n"
+                    "checkpoint's filter order, resized to its input size, standardised with its training\n"
+                    "statistics. Unreadable or unfitting files are skipped with a warning and listed in\n"
+                    "<out>.skipped.csv (an error only when nothing could be classified).",
+        epilog="inputs:\n"
+               "  FITS   one (C,H,W) cube (planes named by FILTER1.. or --filters), or one 2-D image per HDU\n"
+               "         named by its FILTER keyword (--filter-keyword)\n"
+               "  JPEG, PNG  8-bit RGB = SDSS (i, r, g), read as the SDSS import reads its cutouts\n"
+               "  NPY    one (C,H,W) or (H,W,C) array (planes named by --filters)\n"
+               "  CSV    a catalogue with id, ra, dec (degrees): SDSS cutouts are fetched into --cache-dir\n"
+               "  a directory (its image files) or a quoted glob ('dir/**/*.fits')\n"
+               "example:\n"
+               "  deepmerge-da predict 'cutouts/*.jpeg' --model results/runs/sim2real/deepmerge/mmd/seed1/model.pt \\\n"
+               "      --out predictions.csv")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, directory, glob or catalogue CSV")
+    p.add_argument("--model", action="append", required=True, metavar="CHECKPOINT",
+                   help="a model.pt; repeat for an ensemble (e.g. several seeds)")
+    p.add_argument("--out", required=True, help="predictions CSV to write")
+    p.add_argument("--filters", nargs="+", metavar="NAME",
+                   help="plane names of NPY files and FITS cubes, in their stored order (default: the model's order)")
+    p.add_argument("--threshold", type=float, default=0.5, help="label merger when p_merger >= this (default 0.5)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--threads", type=int, help="PyTorch CPU threads")
+    p.add_argument("--normalisation", choices=["auto", "trained_on", "other_domain"], default="auto",
+                   help="whose training statistics standardise the inputs: auto (default) takes the checkpoint's "
+                        "domain in the inputs' units (JPEG/PNG: the 8-bit JPEG domain; FITS/NPY: a physical one)")
+    p.add_argument("--filter-keyword", default="FILTER", help="FITS header keyword naming a plane's filter")
+    p.add_argument("--cache-dir", help="where catalogue cutouts are downloaded (default: <out dir>/cutouts); "
+                   "cutouts already there are not fetched again")
+    p.add_argument("--sdss-base-url", default=DEFAULT_BASE_URL, help="SDSS cutout service (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("info", help="print a checkpoint's metadata")
     p.add_argument("checkpoint")

@@ -23,16 +23,23 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
     """Raise :class:`ConfigError` naming the first offending key, or return quietly."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
-    if errors:
-        error = errors[0]
+    # best_match looks inside anyOf/oneOf alternatives for the deepest error: the key a user must fix.
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
         raise ConfigError(f"invalid config at '{_key_path(error)}': {error.message}")
     data = config["data"]
     if abs(sum(data["split_fractions"]) - 1.0) > 1e-6:
         raise ConfigError(f"invalid config at 'data.split_fractions': {data['split_fractions']} does not sum to 1")
-    for pair in config.get("experiments", {}):
+    for pair, grid in config.get("experiments", {}).items():
+        if grid is None:  # switched off (e.g. by a configfile layered on top)
+            continue
         if pair not in data["pairs"]:
             raise ConfigError(f"invalid config at 'experiments.{pair}': no 'data.pairs.{pair}' to train on")
+        if isinstance(grid["seeds"], dict):
+            for network in grid["networks"]:
+                if network not in grid["seeds"]:
+                    raise ConfigError(f"invalid config at 'experiments.{pair}.seeds': no seeds for network "
+                                      f"{network!r} (give a list per network, or one list for all)")
     # Physical parameters of the synthetic universe are checked by their own dataclasses.
     from .synthetic import Sim2RealParams, Sim2SimParams
 

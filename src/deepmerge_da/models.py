@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
 NETWORKS = ("deepmerge", "resnet18")
 
@@ -58,6 +57,8 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 2, dropout: float = 0.0):
         super().__init__()
+        from torchvision.models import resnet18  # here, not at the top: torchvision costs 2 s to import
+
         backbone = resnet18(weights=None)
         if in_channels != 3:
             backbone.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)

@@ -1,4 +1,13 @@
-"""Tables of test metrics, ours beside the paper's, as CSV and Markdown."""
+"""Tables of test metrics, ours beside the paper's, as CSV, Markdown and LaTeX.
+
+Three kinds, each for one pair (sim2sim or sim2real):
+
+- ``metrics`` (Tables 1 and 2): the six metrics of one seed per (network, method), like the paper;
+- ``confusion`` (Tables B1 and B3): the normalised confusion matrices of the same runs;
+- ``seeds`` (Tables B2 and B4): DeepMerge's metrics as mean and standard deviation over seeds.
+
+Every table has the paper's published value beside ours (``*_paper``) and the difference (``*_diff``).
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_text_atomic
-from .evaluate import METRICS
+from .metrics import METRICS
 
 # Names of the paper's tables -> ours.
 PAPER_METHODS = {"noDA": "noda", "MMD": "mmd", "MMD+F+EM": "mmd_fisher_em", "ADA": "ada",
@@ -16,71 +25,199 @@ PAPER_METHODS = {"noDA": "noda", "MMD": "mmd", "MMD+F+EM": "mmd_fisher_em", "ADA
 PAPER_NETWORKS = {"DeepMerge": "deepmerge", "ResNet18": "resnet18"}
 PAPER_TABLE = {"sim2sim": "table1_sim2sim.csv", "sim2real": "table2_sim2real.csv"}
 KEY = ["pair", "network", "method", "domain"]
+# The normalised confusion matrix as the paper's Tables B1/B3 name its cells: P(predicted | true).
+CONFUSION = {"p_m_given_m": (1, 1), "p_nm_given_m": (1, 0), "p_m_given_nm": (0, 1), "p_nm_given_nm": (0, 0)}
+KINDS = ("metrics", "confusion", "seeds")
+TITLES = {
+    ("metrics", "sim2sim"): "Table 1: simulated-to-simulated test metrics",
+    ("metrics", "sim2real"): "Table 2: simulated-to-real test metrics",
+    ("confusion", "sim2sim"): "Table B1: simulated-to-simulated normalised confusion matrices",
+    ("confusion", "sim2real"): "Table B3: simulated-to-real normalised confusion matrices",
+    ("seeds", "sim2sim"): "Table B2: simulated-to-simulated DeepMerge test metrics over seeds (mean ± std)",
+    ("seeds", "sim2real"): "Table B4: simulated-to-real DeepMerge test metrics over seeds (mean ± std)",
+}
+
+
+def _read_paper_csv(name: str) -> pd.DataFrame:
+    text = resources.files("deepmerge_da").joinpath("data/paper", name).read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    df = pd.read_csv(pd.io.common.StringIO("\n".join(lines)))
+    df = df.rename(columns={"experiment": "method", "dataset": "pair"})
+    df["method"] = df["method"].map(PAPER_METHODS)
+    if "network" in df:
+        df["network"] = df["network"].map(PAPER_NETWORKS)
+    return df
 
 
 def paper_table(pair: str) -> pd.DataFrame:
     """The paper's published metrics for a pair (Table 1 or 2), in our column names."""
-    text = resources.files("deepmerge_da").joinpath("data/paper", PAPER_TABLE[pair]).read_text()
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    df = pd.read_csv(pd.io.common.StringIO("\n".join(lines)))
-    df = df.rename(columns={"experiment": "method"})
-    df["method"] = df["method"].map(PAPER_METHODS)
-    df["network"] = df["network"].map(PAPER_NETWORKS)
+    df = _read_paper_csv(PAPER_TABLE[pair])
     df["pair"] = pair
     return df[KEY + list(METRICS)]
 
 
+def paper_confusion(pair: str) -> pd.DataFrame:
+    """Tables B1/B3 of the paper for a pair."""
+    df = _read_paper_csv("confusion_B1_B3.csv")
+    return df[df["pair"] == pair][KEY + list(CONFUSION)]
+
+
+def paper_seeds(pair: str) -> pd.DataFrame:
+    """Tables B2/B4 of the paper (DeepMerge, ten seeds) for a pair: one row per method and domain."""
+    df = _read_paper_csv("tableB2_B4_seeds.csv")
+    df = df[df["pair"] == pair]
+    rows = []
+    for method, group in df.groupby("method", sort=False):
+        for domain in ("source", "target"):
+            row = {"pair": pair, "network": "deepmerge", "method": method, "domain": domain}
+            for _, r in group.iterrows():
+                row[r["metric"]] = r[f"{domain}_mean"]
+                row[f"{r['metric']}_std"] = r[f"{domain}_std"]
+            rows.append(row)
+    return pd.DataFrame(rows, columns=KEY + [c for m in METRICS for c in (m, f"{m}_std")])
+
+
 def collect_metrics(metrics_paths: list[str]) -> pd.DataFrame:
-    """One row per run and domain from ``metrics.json`` files."""
+    """One row per run and domain from ``metrics.json`` files (the six metrics and the confusion cells)."""
     rows = []
     for path in metrics_paths:
         with open(path) as f:
             m = json.load(f)
         for domain in ("source", "target"):
+            confusion = m[domain]["confusion_normalised"]
             rows.append({"pair": m["pair"], "network": m["network"], "method": m["method"], "seed": m["seed"],
-                         "domain": domain, **{k: m[domain][k] for k in METRICS}})
-    return pd.DataFrame(rows)
+                         "domain": domain, **{k: m[domain][k] for k in METRICS},
+                         **{k: confusion[i][j] for k, (i, j) in CONFUSION.items()}})
+    return pd.DataFrame(rows, columns=KEY[:3] + ["seed", "domain"] + list(METRICS) + list(CONFUSION))
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    """Source rows before target rows, networks together, methods in the order the runs came."""
+    order = {"source": 0, "target": 1}
+    return table.sort_values(["domain", "network"], key=lambda s: s.map(order) if s.name == "domain" else s,
+                             kind="stable").reset_index(drop=True)
+
+
+def _beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    table = ours.merge(paper.rename(columns={c: f"{c}_paper" for c in paper.columns if c not in KEY}),
+                       on=KEY, how="left")
+    for c in columns:
+        if f"{c}_paper" not in table:
+            table[f"{c}_paper"] = np.nan
+        table[f"{c}_diff"] = table[c] - table[f"{c}_paper"]
+    return table
+
+
+def first_seed_runs(ours: pd.DataFrame) -> pd.DataFrame:
+    """The run of the lowest seed per (network, method): the paper's Tables 1, 2, B1 and B3 are one seed."""
+    first = ours.groupby(["network", "method"], sort=False)["seed"].transform("min")
+    return ours[ours["seed"] == first]
 
 
 def pair_table(metrics_paths: list[str], pair: str) -> pd.DataFrame:
-    """Our metrics (mean over seeds when there are several) beside the paper's, with the differences."""
+    """Tables 1/2: the metrics of the first seed of each (network, method) beside the paper's."""
+    ours = first_seed_runs(collect_metrics(metrics_paths))
+    table = ours[KEY + ["seed"] + list(METRICS)].assign(n_seeds=1)
+    table = _sorted(_beside_paper(table, paper_table(pair), list(METRICS)))
+    return table[KEY + list(METRICS) + [f"{m}_paper" for m in METRICS]
+                 + [f"{m}_diff" for m in METRICS] + ["n_seeds", "seed"]]
+
+
+def confusion_table(metrics_paths: list[str], pair: str) -> pd.DataFrame:
+    """Tables B1/B3: normalised confusion cells P(predicted | true) of the first seed beside the paper's."""
+    ours = first_seed_runs(collect_metrics(metrics_paths))
+    table = _sorted(_beside_paper(ours[KEY + ["seed"] + list(CONFUSION)], paper_confusion(pair), list(CONFUSION)))
+    return table[KEY + list(CONFUSION) + [f"{c}_paper" for c in CONFUSION]
+                 + [f"{c}_diff" for c in CONFUSION] + ["seed"]]
+
+
+def seeds_table(metrics_paths: list[str], pair: str) -> pd.DataFrame:
+    """Tables B2/B4: DeepMerge's metrics, mean and sample standard deviation over seeds, beside the paper's."""
     ours = collect_metrics(metrics_paths)
+    ours = ours[ours["network"] == "deepmerge"]
     grouped = ours.groupby(KEY, sort=False)
-    table = grouped[list(METRICS)].mean().reset_index()
-    table["n_seeds"] = grouped.size().values
-    paper = paper_table(pair).rename(columns={m: f"{m}_paper" for m in METRICS})
-    table = table.merge(paper, on=KEY, how="left")
-    for m in METRICS:
-        table[f"{m}_diff"] = table[m] - table[f"{m}_paper"]
-    order = {d: i for i, d in enumerate(["source", "target"])}
-    table = table.sort_values(["domain", "network"], key=lambda s: s.map(order) if s.name == "domain" else s,
-                              kind="stable")
-    return table[KEY + list(METRICS) + [f"{m}_paper" for m in METRICS] + [f"{m}_diff" for m in METRICS]
-                 + ["n_seeds"]].reset_index(drop=True)
+    table = grouped[list(METRICS)].mean()
+    table = table.join(grouped[list(METRICS)].std(ddof=1).add_suffix("_std"))
+    table["n_seeds"] = grouped.size()
+    table = _sorted(_beside_paper(table.reset_index(), paper_seeds(pair), list(METRICS)))
+    return table[KEY + [c for m in METRICS for c in (m, f"{m}_std")]
+                 + [c for m in METRICS for c in (f"{m}_paper", f"{m}_std_paper")]
+                 + [f"{m}_diff" for m in METRICS] + ["n_seeds"]]
 
 
-def _fmt(value) -> str:
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
+def _fmt(value, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def to_markdown(table: pd.DataFrame, title: str, data_description: str) -> str:
-    """Each metric as 'ours (paper)'."""
-    head = ["network", "method", "domain"] + list(METRICS)
-    lines = [f"# {title}", "", f"Data: {data_description}.", "",
-             "Each cell: ours (paper). Ours: test split of our run"
-             + (" (mean over seeds)" if table["n_seeds"].max() > 1 else "") + "; paper: its published value.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def _paper_mean_std(row, column: str) -> str:
+    mean = row[f"{column}_paper"]
+    return "–" if np.isnan(mean) else f"{_fmt(mean)} ± {_fmt(row[f'{column}_std_paper'], 3)}"
+
+
+def _cells(table: pd.DataFrame, kind: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the human-readable tables: each cell 'ours (paper)'."""
+    columns = list(CONFUSION) if kind == "confusion" else list(METRICS)
+    head = ["network", "method", "domain"] + columns
+    rows = []
     for _, r in table.iterrows():
-        cells = [r.network, r.method, r.domain] + [f"{_fmt(r[m])} ({_fmt(r[f'{m}_paper'])})" for m in METRICS]
-        lines.append("| " + " | ".join(cells) + " |")
+        if kind == "seeds":
+            cells = [f"{_fmt(r[c])} ± {_fmt(r[f'{c}_std'], 3)} ({_paper_mean_std(r, c)})" for c in columns]
+        else:
+            cells = [f"{_fmt(r[c])} ({_fmt(r[f'{c}_paper'])})" for c in columns]
+        rows.append([r.network, r.method, r.domain] + cells)
+    return head, rows
+
+
+def _legend(kind: str, table: pd.DataFrame) -> str:
+    if kind == "seeds":
+        n = sorted(set(table["n_seeds"].astype(int)))
+        return (f"Each cell: ours mean ± std over {', '.join(map(str, n))} seeds (paper: mean ± std over 10 seeds); "
+                "test splits.")
+    what = "P(predicted class | true class) on the test split" if kind == "confusion" else "test split"
+    return f"Each cell: ours (paper). Ours: {what} of the lowest seed's run; paper: its published value."
+
+
+def to_markdown(table: pd.DataFrame, title: str, data_description: str, kind: str = "metrics") -> str:
+    head, rows = _cells(table, kind)
+    lines = [f"# {title}", "", f"Data: {data_description}.", "", _legend(kind, table), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
 
 
-def render_pair_table(metrics_paths: list[str], *, pair: str, csv_path: str, md_path: str,
-                      data_description: str) -> pd.DataFrame:
-    table = pair_table(metrics_paths, pair)
-    title = {"sim2sim": "Table 1: simulated-to-simulated test metrics",
-             "sim2real": "Table 2: simulated-to-real test metrics"}[pair]
-    write_text_atomic(csv_path, f"# {title}. Data: {data_description}\n" + table.to_csv(index=False, float_format="%.4f"))
-    write_text_atomic(md_path, to_markdown(table, title, data_description))
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
+                 ("±", r"$\pm$"), ("–", "--"), ("|", r"$|$")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(table: pd.DataFrame, title: str, data_description: str, kind: str = "metrics") -> str:
+    """A ``table`` environment with a booktabs tabular (needs ``\\usepackage{booktabs}``)."""
+    head, rows = _cells(table, kind)
+    lines = [r"\begin{table*}", r"\centering",
+             rf"\caption{{{_latex_escape(title)}. {_latex_escape(_legend(kind, table))} "
+             rf"Data: {_latex_escape(data_description)}.}}",
+             r"\begin{tabular}{" + "l" * 3 + "c" * (len(head) - 3) + "}", r"\toprule",
+             " & ".join(_latex_escape(h) for h in head) + r" \\", r"\midrule"]
+    lines += [" & ".join(_latex_escape(c) for c in cells) + r" \\" for cells in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
+    return "\n".join(lines) + "\n"
+
+
+BUILDERS = {"metrics": pair_table, "confusion": confusion_table, "seeds": seeds_table}
+
+
+def render_table(metrics_paths: list[str], *, kind: str, pair: str, csv_path: str, md_path: str, tex_path: str,
+                 data_description: str) -> pd.DataFrame:
+    """Write one table of ``kind`` (metrics, confusion or seeds) as CSV (first line a ``#`` comment), Markdown
+    and LaTeX."""
+    if kind not in BUILDERS:
+        raise ValueError(f"unknown table kind {kind!r}; choose one of {', '.join(KINDS)}")
+    table = BUILDERS[kind](metrics_paths, pair)
+    title = TITLES[(kind, pair)]
+    write_text_atomic(csv_path, f"# {title}. Data: {data_description}\n"
+                      + table.to_csv(index=False, float_format="%.4f"))
+    write_text_atomic(md_path, to_markdown(table, title, data_description, kind))
+    write_text_atomic(tex_path, to_latex(table, title, data_description, kind))
     return table

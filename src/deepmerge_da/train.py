@@ -6,6 +6,12 @@ with ``patience`` epochs on the whole source validation split; the checkpoint ke
 best source-validation accuracy (ties broken by the lower validation loss). Target labels are never
 used for training or selection (except by ``target_only``, whose "source" is the labelled target);
 the target validation accuracy is logged as an oracle only.
+
+Model selection (:mod:`deepmerge_da.selection`): every epoch logs every selection criterion as a history
+column ``sel_<criterion>``; ``selection`` (default ``source_accuracy``, the paper's rule above) names the one
+whose best epoch is kept and that early stopping follows. Every epoch also logs ``test_source_accuracy`` and
+``test_target_accuracy``, for REPORTING ONLY (the selection table): they are never used for training,
+selection or early stopping.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from .gpu_alloc import claim_device
 from .h5io import read_image_set
 from .methods import StepOutputs, TransferObjective, uses_target
 from .models import build_network, count_trainable_parameters
+from .selection import CRITERIA, column, scores_from_outputs, split_outputs
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +130,13 @@ def _accuracy_and_loss(model, data: DomainTensors, batch_size: int) -> tuple[flo
 def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str, method: str, seed: int,
               hp: dict, max_epochs: int, batch_size: int = 128, device: str = "auto", threads: int = 1,
               init_checkpoint: str | None = None, freeze: list[str] | None = None, amp: bool = False,
-              progress: bool = True) -> dict:
-    """Train one run and write ``model.pt`` (+ ``.sha256``), ``history.csv`` and ``train.json`` to ``out_dir``."""
+              progress: bool = True, selection: str = "source_accuracy") -> dict:
+    """Train one run and write ``model.pt`` (+ ``.sha256``), ``history.csv`` and ``train.json`` to ``out_dir``.
+
+    ``selection`` (one of :data:`deepmerge_da.selection.CRITERIA`) picks the kept epoch and drives early stopping.
+    """
+    if selection not in CRITERIA:
+        raise ValueError(f"unknown selection criterion {selection!r}; choose one of {', '.join(CRITERIA)}")
     started = time.time()
     torch.set_num_threads(max(1, int(threads)))
     seed_everything(seed)
@@ -136,6 +148,8 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     train_path, other_path = (target, source) if method == "target_only" else (source, target)
     src_train, src_val = load_split(train_path, "train", dev), load_split(train_path, "val", dev)
     tgt_train, tgt_val = load_split(other_path, "train", dev), load_split(other_path, "val", dev)
+    # Test splits: logged per epoch for reporting only (selection tables); never used to train or select.
+    src_test, tgt_test = load_split(train_path, "test", dev), load_split(other_path, "test", dev)
     if method == "target_only":  # log the (labelled) target as "source" and the simulated domain as "target"
         log.info("target_only: training on the labelled target domain of %s", target)
 
@@ -164,7 +178,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "scheduler": {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ},
             "trainable_parameters": count_trainable_parameters(model),
-            "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
+            "init_checkpoint": str(init_checkpoint) if init_checkpoint else None, "selection": selection,
             "input": {"trained_on": src_train.describe(), "other_domain": tgt_train.describe()}}
     bar = tqdm(range(max_epochs), desc=f"{pair}/{network}/{method}/seed{seed}", disable=not progress)
     for epoch in bar:
@@ -174,24 +188,32 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
                                    tgt_train if uses_target(method) else None, batch_size, generator,
                                    epoch * steps_per_epoch, total_steps, augment=bool(hp.get("augment", False)),
                                    amp=amp))
-        row["val_source_accuracy"], row["val_source_loss"] = _accuracy_and_loss(model, src_val, 512)
-        row["val_target_accuracy"], row["val_target_loss"] = _accuracy_and_loss(model, tgt_val, 512)
+        src_out, tgt_out = split_outputs(model, src_val, 512), split_outputs(model, tgt_val, 512)
+        row["val_source_accuracy"], row["val_source_loss"] = src_out.accuracy_and_loss()
+        row["val_target_accuracy"], row["val_target_loss"] = tgt_out.accuracy_and_loss()
+        row.update(scores_from_outputs(src_out, tgt_out))
+        # REPORTING ONLY: never read by the selection or early stopping below.
+        row["test_source_accuracy"] = _accuracy_and_loss(model, src_test, 512)[0]
+        row["test_target_accuracy"] = _accuracy_and_loss(model, tgt_test, 512)[0]
         row["seconds"] = time.time() - t0
         history.append(row)
-        key = (row["val_source_accuracy"], -row["val_source_loss"])
+        score = row[column(selection)]
+        key = (score if math.isfinite(score) else -math.inf, -row["val_source_loss"])
         if best is None or key > best:
             best, best_epoch, since_best = key, epoch, 0
-            save_checkpoint(ckpt_path, model, dict(meta, epoch=epoch, val_source_accuracy=key[0]))
+            save_checkpoint(ckpt_path, model, dict(meta, epoch=epoch, val_source_accuracy=row["val_source_accuracy"],
+                                                   selection_score=key[0]))
         else:
             since_best += 1
         bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.3f}",
                         val_src=f"{row['val_source_accuracy']:.3f}", val_tgt=f"{row['val_target_accuracy']:.3f}")
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
         if since_best >= patience:
-            log.info("early stop at epoch %d: no source-validation improvement for %d epochs", epoch, patience)
+            log.info("early stop at epoch %d: no improvement of %s for %d epochs", epoch, column(selection), patience)
             break
     write_history(out / "history.csv", history)
-    summary = dict(meta, best_epoch=best_epoch, epochs_run=len(history), best_val_source_accuracy=best[0],
+    summary = dict(meta, best_epoch=best_epoch, epochs_run=len(history),
+                   best_val_source_accuracy=history[best_epoch]["val_source_accuracy"], best_selection_score=best[0],
                    wall_seconds=time.time() - started, threads=torch.get_num_threads())
     write_text_atomic(out / "train.json", json.dumps(summary, indent=2, default=str))
     return summary

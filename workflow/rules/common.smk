@@ -30,16 +30,35 @@ def sim2real_synthetic_domains():
     return "source|target" if pairs.get("sim2real", {}).get("source", "synthetic") == "synthetic" else "source"
 
 
-def runs(pair=None):
-    """Every (pair, network, method, seed) of the experiment grid, optionally of one pair."""
+def seeds_of(pair, network):
+    """The seeds of a (pair, network): experiments.<pair>.seeds is a list, or a list per network."""
+    seeds = config["experiments"][pair]["seeds"]
+    return seeds[network] if isinstance(seeds, dict) else seeds
+
+
+def runs(pair=None, network=None, methods=None, first_seed_only=False):
+    """The (pair, network, method, seed) runs of the experiment grid, optionally filtered."""
     return [
         dict(pair=p, network=n, method=m, seed=s)
         for p, grid in config["experiments"].items()
-        if pair in (None, p)
+        if grid and pair in (None, p)
         for n in grid["networks"]
+        if network in (None, n)
         for m in grid["methods"]
-        for s in grid["seeds"]
+        if methods is None or m in methods
+        for s in (seeds_of(p, n)[:1] if first_seed_only else seeds_of(p, n))
     ]
+
+
+def run_files(name, **selection):
+    """One file (e.g. metrics.json) of every selected run."""
+    return [f"{RUN_DIR}/{name}".format(**r) for r in runs(**selection)]
+
+
+def max_epochs(wildcards):
+    """training.max_epochs, or training.max_epochs_by_network for this network."""
+    training = config["training"]
+    return training.get("max_epochs_by_network", {}).get(wildcards.network, training["max_epochs"])
 
 
 def run_hp(wildcards):
@@ -54,12 +73,36 @@ def tl_init_checkpoint(wildcards):
     return f"{RUN_DIR}/model.pt".format(pair="sim2sim", **init)
 
 
-TABLES = {"sim2sim": "table1_sim2sim", "sim2real": "table2_sim2real"}
-PAIR_OF_TABLE = {table: pair for pair, table in TABLES.items()}
+# The pairs to train: a pair's experiments block set to null (e.g. in a configfile on top) switches it off.
+PAIRS = [pair for pair, grid in config["experiments"].items() if grid]
+
+
+# Table name -> (kind, pair); the kinds are explained in deepmerge_da.tables.
+TABLES = {
+    "table1_sim2sim": ("metrics", "sim2sim"),
+    "table2_sim2real": ("metrics", "sim2real"),
+    "tableB1_sim2sim_confusion": ("confusion", "sim2sim"),
+    "tableB3_sim2real_confusion": ("confusion", "sim2real"),
+    "tableB2_sim2sim_seeds": ("seeds", "sim2sim"),
+    "tableB4_sim2real_seeds": ("seeds", "sim2real"),
+}
 
 
 wildcard_constraints:
-    table="|".join(TABLES.values()),
+    table="|".join(TABLES),
+
+
+def tables_of(pair):
+    """The tables a pair's grid can fill: B2/B4 only aggregate DeepMerge over its seeds."""
+    networks = config["experiments"][pair]["networks"]
+    return [t for t, (kind, p) in TABLES.items() if p == pair and (kind != "seeds" or "deepmerge" in networks)]
+
+
+def table_metrics(wildcards):
+    kind, pair = TABLES[wildcards.table]
+    if kind == "seeds":
+        return run_files("metrics.json", pair=pair, network="deepmerge")
+    return run_files("metrics.json", pair=pair, first_seed_only=True)
 
 
 def describe_data(pair):
@@ -77,8 +120,74 @@ def describe_data(pair):
             f"parameters in config data.pairs.{pair}.synthetic) -- not the paper's Illustris data")
 
 
+# The paper's Fig. 5 (t-SNE) and Figs. 6/7 (Grad-CAM) compare these methods, when the grid has them.
+TSNE_METHODS = ("noda", "mmd", "mmd_fisher_em")
+GRADCAM_METHODS = {"sim2sim": ("noda", "mmd", "mmd_fisher_em"), "sim2real": ("noda", "tl_mmd", "mmd")}
+PAPER_FIGURE = {
+    ("sim2sim", "examples"): "Fig. 1",
+    ("sim2real", "examples"): "Fig. 2",
+    ("sim2sim", "metrics"): "Fig. 3 (left)",
+    ("sim2real", "metrics"): "Fig. 4 (left)",
+    ("sim2sim", "roc"): "Fig. 3 (right)",
+    ("sim2real", "roc"): "Fig. 4 (right)",
+    ("sim2sim", "scores"): "Fig. B1",
+    ("sim2real", "scores"): "Fig. B2",
+    ("sim2sim", "tsne"): "Fig. 5",
+    ("sim2real", "tsne"): "Fig. 5 (for sim2real)",
+    ("sim2sim", "gradcam"): "Fig. 6",
+    ("sim2real", "gradcam"): "Fig. 7",
+}
+
+
+def figure_methods(pair, wanted):
+    """The methods of ``wanted`` that the pair's DeepMerge grid trains, in config order."""
+    grid = config["experiments"][pair]
+    if "deepmerge" not in grid["networks"]:
+        return []
+    return [m for m in grid["methods"] if m in wanted]
+
+
+def first_seed_models(pair, methods):
+    """{method: model.pt of its lowest seed} for DeepMerge."""
+    return {r["method"]: f"{RUN_DIR}/model.pt".format(**r)
+            for r in runs(pair=pair, network="deepmerge", methods=methods, first_seed_only=True)}
+
+
+def figure_outputs(pair):
+    grid = config["experiments"][pair]
+    outputs = expand("results/figures/{pair}/examples.{ext}", pair=pair, ext=["png", "pdf"])
+    outputs += expand("results/figures/{pair}/{network}_{summary}.{ext}", pair=pair, network=grid["networks"],
+                      summary=["metrics", "roc", "scores"], ext=["png", "pdf"])
+    if figure_methods(pair, TSNE_METHODS):
+        outputs += expand("results/figures/{pair}/tsne.{ext}", pair=pair, ext=["png", "pdf"])
+    if figure_methods(pair, GRADCAM_METHODS[pair]):
+        outputs += expand("results/figures/{pair}/gradcam.{ext}", pair=pair, ext=["png", "pdf"])
+    outputs += ["results/figures/{pair}/training/{network}_{method}_seed{seed}.png".format(**r)
+                for r in runs(pair=pair)]
+    return outputs
+
+
+def caption_params(kind):
+    """What every figure's caption and footnote say: the paper's figure and the data behind it."""
+    return dict(
+        data_description=lambda w: describe_data(w.pair),
+        paper_figure=lambda w: PAPER_FIGURE.get((w.pair, kind if kind != "summary" else w.summary), "–"),
+    )
+
+
+PREDICT = config.get("predict") or {}
+
+
+def predict_outputs():
+    """The predictions CSV of every configured `predict` name (none without a `predict` key)."""
+    return [f"results/predictions/{name}.csv" for name in PREDICT]
+
+
 def all_outputs():
     outputs = []
-    for pair in config["experiments"]:
-        outputs += expand("results/tables/{table}.{ext}", table=TABLES[pair], ext=["csv", "md"])
-    return outputs
+    for pair in PAIRS:
+        outputs += expand("results/tables/{table}.{ext}", table=tables_of(pair), ext=["csv", "md", "tex"])
+        outputs += figure_outputs(pair)
+        outputs += expand("results/tables/selection_{pair}.{ext}", pair=pair, ext=["csv", "md"])
+        outputs.append(f"results/figures/{pair}/selection.png")
+    return outputs + predict_outputs()

@@ -1,20 +1,26 @@
-# Tables: our test metrics beside the paper's.
+# Tables: our test metrics beside the paper's (Tables 1, 2, B1-B4), as CSV, Markdown and LaTeX.
 
 # Seconds of work: not worth a cluster job's queueing.
 localrules:
     table,
 
 
-
 rule table:
     input:
-        metrics=lambda w: [f"{RUN_DIR}/metrics.json".format(**r) for r in runs(PAIR_OF_TABLE[w.table])],
+        metrics=table_metrics,
     output:
-        csv="results/tables/{table}.csv",
+        csv=report(
+            "results/tables/{table}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
         md="results/tables/{table}.md",
+        tex="results/tables/{table}.tex",
     params:
-        pair=lambda w: PAIR_OF_TABLE[w.table],
-        data_description=lambda w: describe_data(PAIR_OF_TABLE[w.table]),
+        kind=lambda w: TABLES[w.table][0],
+        pair=lambda w: TABLES[w.table][1],
+        data_description=lambda w: describe_data(TABLES[w.table][1]),
     log:
         "logs/render/{table}.log",
     benchmark:
@@ -26,3 +32,32 @@ rule table:
         ENV
     script:
         "../scripts/table.py"
+
+
+# Label-free model selection (deepmerge_da.selection): what each criterion would have chosen, per pair.
+localrules:
+    selection,
+
+
+rule selection:
+    input:
+        histories=lambda w: run_files("history.csv", pair=w.pair),
+    output:
+        csv=report("results/tables/selection_{pair}.csv", caption="../report/selection.rst", category="{pair}",
+                   subcategory="model selection"),
+        md="results/tables/selection_{pair}.md",
+        png=report("results/figures/{pair}/selection.png", caption="../report/selection.rst", category="{pair}",
+                   subcategory="model selection"),
+    params:
+        data_description=lambda w: describe_data(w.pair),
+    log:
+        "logs/render/selection_{pair}.log",
+    benchmark:
+        "benchmarks/render/selection_{pair}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/selection.py"

@@ -13,11 +13,12 @@ rule train:
         summary=f"{RUN_DIR}/train.json",
     params:
         hp=run_hp,
-        max_epochs=config["training"]["max_epochs"],
+        max_epochs=max_epochs,
         batch_size=config["training"]["batch_size"],
         device=config["training"]["device"],
         freeze=config["training"].get("freeze", []),
         amp=config["training"].get("amp", False),
+        selection=config["training"].get("selection", "source_accuracy"),
     log:
         "logs/train/{pair}/{network}/{method}/seed{seed}.log",
     benchmark:

@@ -1,6 +1,7 @@
 from deepmerge_da.rulelog import rule_logging
-from deepmerge_da.tables import render_pair_table
+from deepmerge_da.tables import render_table
 
 with rule_logging(snakemake.log[0]):
-    render_pair_table(list(snakemake.input.metrics), pair=snakemake.params.pair, csv_path=snakemake.output.csv,
-                      md_path=snakemake.output.md, data_description=snakemake.params.data_description)
+    render_table(list(snakemake.input.metrics), kind=snakemake.params.kind, pair=snakemake.params.pair,
+                 csv_path=snakemake.output.csv, md_path=snakemake.output.md, tex_path=snakemake.output.tex,
+                 data_description=snakemake.params.data_description)

@@ -1,0 +1,51 @@
+# Classifying your own cutouts with trained checkpoints (config key `predict`, explained in config/README.md):
+#
+#   predict:
+#     my_galaxies:
+#       inputs: ["data/my_cutouts/*.jpeg", "data/my_catalogue.csv"]
+#       models: [results/runs/sim2real/deepmerge/mmd/seed1/model.pt]
+#       threshold: 0.5
+#
+# writes results/predictions/my_galaxies.csv (id, source, p_merger, label [, p_merger_std, p_merger_<i>])
+# and my_galaxies.skipped.csv (inputs not classified, with the reason). Checkpoints of the experiment grid
+# are built by the train rule when missing. Image files found by the globs at DAG time are inputs, so a new
+# or changed file reruns the prediction; cutouts of catalogue CSVs are fetched into
+# results/predictions/cutouts/<name>/ (kept between runs, not a Snakemake output).
+import re
+
+from deepmerge_da.fetch import DEFAULT_BASE_URL
+from deepmerge_da.predict import input_files
+
+
+if PREDICT:
+
+    rule predict:
+        input:
+            models=lambda w: PREDICT[w.name]["models"],
+            files=lambda w: input_files(PREDICT[w.name]["inputs"]),
+        output:
+            csv="results/predictions/{name}.csv",
+            skipped="results/predictions/{name}.skipped.csv",
+        wildcard_constraints:
+            name="|".join(re.escape(name) for name in PREDICT),
+        params:
+            inputs=lambda w: PREDICT[w.name]["inputs"],
+            threshold=lambda w: PREDICT[w.name].get("threshold", 0.5),
+            filters=lambda w: PREDICT[w.name].get("filters"),
+            normalisation=lambda w: PREDICT[w.name].get("normalisation", "auto"),
+            sdss_base_url=lambda w: PREDICT[w.name].get(
+                "sdss_base_url", config["data"].get("remote", {}).get("sdss", {}).get("base_url", DEFAULT_BASE_URL)
+            ),
+            cache_dir=lambda w: f"results/predictions/cutouts/{w.name}",
+        log:
+            "logs/predict/{name}.log",
+        benchmark:
+            "benchmarks/predict/{name}.tsv"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        conda:
+            ENV
+        script:
+            "../scripts/predict.py"

@@ -1,0 +1,6 @@
+from deepmerge_da.image_figures import plot_examples
+from deepmerge_da.rulelog import rule_logging
+
+with rule_logging(snakemake.log[0]):
+    plot_examples(snakemake.input.source, snakemake.input.target, snakemake.output.png, snakemake.output.pdf,
+                  f"{snakemake.params.paper_figure} of the paper, redrawn. Data: {snakemake.params.data_description}")

@@ -1,0 +1,8 @@
+from deepmerge_da.figures import plot_training_curves
+from deepmerge_da.rulelog import rule_logging
+
+with rule_logging(snakemake.log[0]):
+    w = snakemake.wildcards
+    plot_training_curves(snakemake.input.history, snakemake.output.png,
+                         f"{w.pair} / {w.network} / {w.method} / seed {w.seed}",
+                         f"Data: {snakemake.params.data_description}")

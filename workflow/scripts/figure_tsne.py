@@ -1,0 +1,8 @@
+from deepmerge_da.image_figures import plot_tsne
+from deepmerge_da.rulelog import rule_logging
+
+with rule_logging(snakemake.log[0]):
+    plot_tsne(snakemake.params.checkpoints, snakemake.input.source, snakemake.input.target, snakemake.output.png,
+              snakemake.output.pdf,
+              f"{snakemake.params.paper_figure} of the paper, redrawn. Data: {snakemake.params.data_description}",
+              seed=snakemake.params.seed)
