@@ -1,7 +1,9 @@
 """Training: every method's learnable parameter groups learn; the same seed gives the same run."""
 import json
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -117,3 +119,22 @@ def test_mixed_precision_step_learns_with_float32_losses():
                           amp=True)
     assert np.isfinite(row["train_total"]) and row["train_transfer"] != 0.0
     assert not torch.equal(before, model.head[1].weight)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="torch.compile on CPU needs a C compiler")
+def test_compiled_training_steps_match_eager(tmp_path):
+    paths = write_toy_pair(tmp_path)
+    histories = {}
+    for compiled in (False, True):
+        out = tmp_path / f"compiled_{compiled}"
+        summary = train_run(source=str(paths["source"]), target=str(paths["target"]), out_dir=str(out),
+                            pair="sim2sim", network="deepmerge", method="mmd", seed=3, hp=HP, max_epochs=1,
+                            batch_size=16, device="cpu", threads=1, progress=False, compile_model=compiled)
+        assert summary["compiled"] is compiled
+        history = pd.read_csv(out / "history.csv")
+        histories[compiled] = history[[c for c in history if c.endswith("_loss") or c in (
+            "train_total", "train_classification", "train_transfer")]]
+    # Fused kernels change the float rounding, not the computation: the same losses to float32 precision.
+    assert len(histories[True].columns) == 5
+    pd.testing.assert_frame_equal(histories[True], histories[False], rtol=1e-4)

@@ -59,7 +59,8 @@ def _cmd_train(args) -> None:
               method=args.method, seed=args.seed, hp=hp, max_epochs=args.epochs or config["training"]["max_epochs"],
               batch_size=config["training"]["batch_size"], device=args.device, threads=args.threads,
               init_checkpoint=args.init,
-              selection=args.selection or config["training"].get("selection", "source_accuracy"))
+              selection=args.selection or config["training"].get("selection", "source_accuracy"),
+              compile_model=args.compile or config["training"].get("compile", False))
 
 
 def _cmd_lr_scan(args) -> None:
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", help='JSON of hyperparameters to override, e.g. \'{"lr": 0.002}\'')
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the config's)")
     p.add_argument("--init", help="checkpoint to initialise from (transfer learning)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the training steps through torch.compile (default: the config's training.compile)")
     p.add_argument("--selection", choices=CRITERIA,
                    help="criterion whose best epoch is kept and early stopping follows (default: the config's "
                         "training.selection, else source_accuracy)")

@@ -18,6 +18,7 @@ rule train:
         device=config["training"]["device"],
         freeze=config["training"].get("freeze", []),
         amp=config["training"].get("amp", False),
+        compile=config["training"].get("compile", False),
         selection=config["training"].get("selection", "source_accuracy"),
     log:
         "logs/train/{pair}/{network}/{method}/seed{seed}.log",

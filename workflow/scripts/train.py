@@ -9,4 +9,5 @@ with rule_logging(snakemake.log[0]):
               max_epochs=snakemake.params.max_epochs, batch_size=snakemake.params.batch_size,
               device=snakemake.params.device, threads=snakemake.threads,
               init_checkpoint=snakemake.input.init or None, freeze=list(snakemake.params.freeze),
-              amp=snakemake.params.amp, selection=snakemake.params.selection)
+              amp=snakemake.params.amp, selection=snakemake.params.selection,
+              compile_model=snakemake.params.compile)
