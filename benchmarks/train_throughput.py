@@ -243,10 +243,12 @@ class OursRunner:
     """Our trainer: whole splits as tensors, ``train_one_epoch`` over ``steps * batch`` source images per block."""
 
     def __init__(self, network, method, hp, src: DomainTensors, tgt: DomainTensors, *, batch, seed, threads,
-                 total_steps, channels_last=False, augment=True):
+                 total_steps, channels_last=False, augment=True, compile_model=False):
         self.batch, self.threads, self.total_steps, self.augment = batch, threads, total_steps, augment
         steps_per_epoch = max(1, math.ceil(len(src) / batch))
         self.parts = build(network, method, hp, src.images.shape[1], steps_per_epoch, seed, channels_last)
+        if compile_model:  # as train_run(compile_model=True): the training steps go through torch.compile
+            self.parts = (torch.compile(self.parts[0]),) + self.parts[1:]
         self.generator = torch.Generator().manual_seed(seed)
         self.target = tgt if uses_target(method) else None
         if channels_last:
@@ -329,6 +331,7 @@ def parse_args(argv=None):
     p.add_argument("--resnet-warmup", type=int, default=1, help="warm-up steps per ResNet18 row")
     p.add_argument("--resnet-repeats", type=int, default=2, help="timed blocks per ResNet18 row")
     p.add_argument("--no-naive", action="store_true", help="skip the naive baseline rows")
+    p.add_argument("--no-compile", action="store_true", help="skip the 'ours+compile' rows (torch.compile)")
     p.add_argument("--no-variants", action="store_true", help="skip the channels_last / threads / augment rows")
     p.add_argument("--sgemm-n", type=int, default=2048, help="matrix side of the SGEMM ceiling")
     p.add_argument("--sgemm-repeats", type=int, default=7, help="SGEMM repetitions (the best is kept)")
@@ -396,6 +399,8 @@ def main(argv=None) -> int:
     groups = []  # (network, method, [(impl, options)])
     for method in [m for m in args.deepmerge_methods.split(",") if m]:
         impls = [("ours", {})] + ([] if args.no_naive else [("naive", {})])
+        if not args.no_compile:
+            impls.append(("ours+compile", {"compile": True}))
         if method == "noda" and not args.no_variants:
             other = 1 if args.threads != 1 else 2
             impls += [("ours+channels_last", {"channels_last": True}), (f"ours threads={other}", {"threads": other}),
@@ -419,9 +424,10 @@ def main(argv=None) -> int:
                 runner = NaiveRunner(network, method, hp, source, target, **common)
             else:
                 runner = OursRunner(network, method, hp, src, tgt, channels_last=opts.get("channels_last", False),
-                                    augment=opts.get("augment", True), **common)
-            if warmup:
-                runner.run(warmup)
+                                    augment=opts.get("augment", True), compile_model=opts.get("compile", False),
+                                    **common)
+            if warmup or opts.get("compile"):  # a compiled runner compiles in its first step: never timed
+                runner.run(max(1, warmup))
             runners.append((impl, runner, []))
         for _ in range(repeats):
             for impl, runner, blocks in runners:
@@ -454,12 +460,14 @@ def main(argv=None) -> int:
 
     ratios = []
     for network, method in dict.fromkeys((r["network"], r["method"]) for r in rows):
-        ours, naive = find(network, method, "ours"), find(network, method, "naive")
-        if ours and naive:
-            ratios.append({"network": network, "method": method, "ours_images_per_s": ours["images_per_s"],
-                           "naive_images_per_s": naive["images_per_s"],
-                           "ours_over_naive": ours["images_per_s"] / naive["images_per_s"],
-                           "naive_loader_fraction": naive["loader_seconds"] / naive["seconds"]})
+        naive = find(network, method, "naive")
+        for impl in ("ours", "ours+compile"):
+            ours = find(network, method, impl)
+            if ours and naive:
+                ratios.append({"network": network, "method": method, "trainer": impl,
+                               "ours_images_per_s": ours["images_per_s"], "naive_images_per_s": naive["images_per_s"],
+                               "ours_over_naive": ours["images_per_s"] / naive["images_per_s"],
+                               "naive_loader_fraction": naive["loader_seconds"] / naive["seconds"]})
     base = find("deepmerge", "noda", "ours")
     speedups = []
     if base:
@@ -504,11 +512,12 @@ def main(argv=None) -> int:
           "the MMD kernels are not counted)")
     if ratios:
         print()
-        print(f"{'network':9s} {'method':6s} {'ours img/s':>10s} {'naive img/s':>11s} {'ours/naive':>10s} "
+        print(f"{'network':9s} {'method':6s} {'trainer':13s} {'img/s':>8s} {'naive img/s':>11s} {'ours/naive':>10s} "
               f"{'naive time in loader':>20s}")
         for q in ratios:
-            print(f"{q['network']:9s} {q['method']:6s} {q['ours_images_per_s']:10.1f} {q['naive_images_per_s']:11.1f} "
-                  f"{q['ours_over_naive']:9.2f}x {100 * q['naive_loader_fraction']:19.1f}%")
+            print(f"{q['network']:9s} {q['method']:6s} {q['trainer']:13s} {q['ours_images_per_s']:8.1f} "
+                  f"{q['naive_images_per_s']:11.1f} {q['ours_over_naive']:9.2f}x "
+                  f"{100 * q['naive_loader_fraction']:19.1f}%")
     if base:
         print()
         print(f"DeepMerge noda, ours: {base['network_gflops_per_s']:.2f} GFLOP/s = "
