@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__
@@ -119,14 +118,6 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int
     return (logits, torch.cat(features)) if with_features else logits
 
 
-def _accuracy_and_loss(model, data: DomainTensors, batch_size: int) -> tuple[float, float]:
-    if len(data) == 0:
-        return float("nan"), float("nan")
-    logits = predict_logits(model, data.images, batch_size)
-    loss = F.cross_entropy(logits, data.labels).item()
-    return (logits.argmax(1) == data.labels).float().mean().item(), loss
-
-
 def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str, method: str, seed: int,
               hp: dict, max_epochs: int, batch_size: int = 128, device: str = "auto", threads: int = 1,
               init_checkpoint: str | None = None, freeze: list[str] | None = None, amp: bool = False,
@@ -198,8 +189,8 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         row["val_target_accuracy"], row["val_target_loss"] = tgt_out.accuracy_and_loss()
         row.update(scores_from_outputs(src_out, tgt_out))
         # REPORTING ONLY: never read by the selection or early stopping below.
-        row["test_source_accuracy"] = _accuracy_and_loss(model, src_test, 512)[0]
-        row["test_target_accuracy"] = _accuracy_and_loss(model, tgt_test, 512)[0]
+        row["test_source_accuracy"] = split_outputs(model, src_test, 512).accuracy_and_loss()[0]
+        row["test_target_accuracy"] = split_outputs(model, tgt_test, 512).accuracy_and_loss()[0]
         row["seconds"] = time.time() - t0
         history.append(row)
         score = row[column(selection)]

@@ -139,16 +139,8 @@ PAPER_FIGURE = {
 }
 
 
-def figure_methods(pair, wanted):
-    """The methods of ``wanted`` that the pair's DeepMerge grid trains, in config order."""
-    grid = config["experiments"][pair]
-    if "deepmerge" not in grid["networks"]:
-        return []
-    return [m for m in grid["methods"] if m in wanted]
-
-
 def first_seed_models(pair, methods):
-    """{method: model.pt of its lowest seed} for DeepMerge."""
+    """{method: model.pt of its lowest seed} for the DeepMerge runs of ``methods`` in the grid (config order)."""
     return {r["method"]: f"{RUN_DIR}/model.pt".format(**r)
             for r in runs(pair=pair, network="deepmerge", methods=methods, first_seed_only=True)}
 
@@ -158,9 +150,9 @@ def figure_outputs(pair):
     outputs = expand("results/figures/{pair}/examples.{ext}", pair=pair, ext=["png", "pdf"])
     outputs += expand("results/figures/{pair}/{network}_{summary}.{ext}", pair=pair, network=grid["networks"],
                       summary=["metrics", "roc", "scores"], ext=["png", "pdf"])
-    if figure_methods(pair, TSNE_METHODS):
+    if first_seed_models(pair, TSNE_METHODS):
         outputs += expand("results/figures/{pair}/tsne.{ext}", pair=pair, ext=["png", "pdf"])
-    if figure_methods(pair, GRADCAM_METHODS[pair]):
+    if first_seed_models(pair, GRADCAM_METHODS[pair]):
         outputs += expand("results/figures/{pair}/gradcam.{ext}", pair=pair, ext=["png", "pdf"])
     outputs += ["results/figures/{pair}/training/{network}_{method}_seed{seed}.png".format(**r)
                 for r in runs(pair=pair)]
