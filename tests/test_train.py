@@ -10,7 +10,8 @@ import torch
 from conftest import write_toy_pair
 from deepmerge_da.methods import METHODS, TransferObjective
 from deepmerge_da.models import build_network
-from deepmerge_da.train import DomainTensors, cyclic_lr_factor, make_optimizer, train_one_epoch, train_run
+from deepmerge_da.train import (DomainTensors, cyclic_lr_factor, make_optimizer, random_dihedral, train_one_epoch,
+                                train_run)
 
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
       "lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 0.5}
@@ -58,6 +59,18 @@ def test_cyclic_schedule_is_a_triangle():
     values = [cyclic_lr_factor(s, 10) for s in range(21)]
     assert values[0] == pytest.approx(0.1) and values[5] == pytest.approx(1.0) and values[10] == pytest.approx(0.1)
     assert values[:6] == sorted(values[:6])
+
+
+def test_random_dihedral_applies_one_exact_symmetry_per_image():
+    x = torch.arange(5 * 2 * 7 * 7, dtype=torch.float32).view(5, 2, 7, 7)
+    out = random_dihedral(x, torch.Generator().manual_seed(4))
+    choices = torch.randint(0, 8, (5,), generator=torch.Generator().manual_seed(4))  # the draws it made
+    for image, result, c in zip(x, out, choices.tolist()):
+        expected = torch.rot90(image.flip(-1) if c >= 4 else image, c % 4, dims=(-2, -1))
+        assert torch.equal(result, expected)
+    assert len(set(choices.tolist())) > 1
+    with pytest.raises(ValueError, match="square"):
+        random_dihedral(torch.zeros(2, 1, 4, 5), torch.Generator())
 
 
 def test_same_seed_gives_identical_run_on_cpu(tmp_path):
