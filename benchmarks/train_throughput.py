@@ -19,7 +19,8 @@ It also counts DeepMerge's forward FLOPs from its layer shapes (forward hooks; c
 linear 2*in*out; training = 3 x forward), measures an SGEMM ceiling (``torch.mm`` of float32 n x n matrices,
 best of several, same thread count) and reports our achieved GFLOP/s and its fraction of that ceiling; and it
 measures candidate speed-ups of our trainer for DeepMerge noda without changing ``src/``: the
-``channels_last`` memory format (model and input) and 1 vs 2 threads (plus augment=False as a diagnostic).
+``channels_last`` memory format (model and input), alone and under ``torch.compile``, and 1 vs 2 threads (plus
+augment=False as a diagnostic).
 
 Writes a JSON file (default benchmarks/results/train_throughput.json). Data: the prepared sim2sim pair of the
 workflow (results/data/sim2sim/{source,target}.h5, read only) when present, else a small generated pair in a
@@ -320,7 +321,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=128, help="source images per step (DA steps add as many "
                                                                "target images)")
     p.add_argument("--steps", type=int, default=4, help="timed optimisation steps per block, DeepMerge rows")
-    p.add_argument("--repeats", type=int, default=4,
+    p.add_argument("--repeats", type=int, default=8,
                    help="timed blocks per DeepMerge row, taken in turn with the other rows of the same method; the "
                         "fastest block counts (on a shared machine, the least disturbed one)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps of each DeepMerge row")
@@ -405,6 +406,8 @@ def main(argv=None) -> int:
             other = 1 if args.threads != 1 else 2
             impls += [("ours+channels_last", {"channels_last": True}), (f"ours threads={other}", {"threads": other}),
                       ("ours augment=False", {"augment": False})]
+            if not args.no_compile:
+                impls.append(("ours+compile+channels_last", {"compile": True, "channels_last": True}))
         groups.append(("deepmerge", method, impls))
     for method in [m for m in args.resnet_methods.split(",") if m]:
         groups.append(("resnet18", method, [("ours", {})] + ([] if args.no_naive else [("naive", {})])))
