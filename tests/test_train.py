@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import write_toy_pair
+from deepmerge_da.checkpoint import load_checkpoint
 from deepmerge_da.methods import METHODS, TransferObjective
 from deepmerge_da.models import build_network
 from deepmerge_da.train import (DomainTensors, cyclic_lr_factor, make_optimizer, random_dihedral, train_one_epoch,
@@ -151,3 +152,11 @@ def test_compiled_training_steps_match_eager(tmp_path):
     # Fused kernels change the float rounding, not the computation: the same losses to float32 precision.
     assert len(histories[True].columns) == 5
     pd.testing.assert_frame_equal(histories[True], histories[False], rtol=1e-4)
+    # The compiled run kept its weights in the channels-last layout; its checkpoint still loads into a plain network.
+    state, meta = load_checkpoint(tmp_path / "compiled_True" / "model.pt")
+    assert meta["compiled"] is True
+    weight = state["conv.0.weight"]
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    network = build_network("deepmerge", in_channels=3)
+    network.load_state_dict(state)
+    assert network.conv[0].weight.is_contiguous() and torch.equal(network.conv[0].weight, weight)
