@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from deepmerge_da.atomic import write_text_atomic
+
 
 def _number(text: str | None) -> float:
     try:
@@ -170,8 +172,7 @@ def main(argv=None) -> int:
                   "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_job_seconds": total,
                   "n_jobs": len(jobs), "slowest_rules": slowest, "rules": rules, "jobs": ordered}
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+        write_text_atomic(out, json.dumps(_json_safe(result), indent=2) + "\n")
         print(f"wrote {out}")
     return 0
 

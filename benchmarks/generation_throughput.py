@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from deepmerge_da.atomic import write_text_atomic
+
 
 def _rss_mb_now() -> float:
     """Current resident set size of this process (MB), from /proc (Linux); NaN elsewhere."""
@@ -171,8 +173,7 @@ def main(argv=None) -> int:
               "settings": {"params": params, "seed": seed, "threads": threads, "prepare": dict(prep)},
               "rows": rows}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import yaml
 
+from deepmerge_da.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
 from deepmerge_da.methods import TransferObjective, uses_target
 from deepmerge_da.models import build_network, count_trainable_parameters
@@ -331,8 +332,7 @@ def main(argv=None) -> int:
                                                   for (n, cl), v in eval_rate.items()],
               "projection": projections}
     out = Path(args.out or f"benchmarks/results/gpu_paper_scale_{dev.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 

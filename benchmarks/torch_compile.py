@@ -12,11 +12,11 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from deepmerge_da.atomic import write_text_atomic
 from deepmerge_da.models import build_network
 
 
@@ -72,8 +72,7 @@ def main() -> None:
     print(f"best: eager {best['eager']:.0f}, compiled {best['compiled']:.0f} img/s -> {result['speedup']:.2f}x; "
           f"compiling pays off after {compile_seconds / max(1e-9, 1 / best['eager'] - 1 / best['compiled']):.0f} "
           "training images" if best["compiled"] > best["eager"] else "compiled is not faster")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

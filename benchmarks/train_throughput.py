@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from deepmerge_da.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
 from deepmerge_da.h5io import SPLITS, ImageSet, write_image_set
 from deepmerge_da.methods import StepOutputs, TransferObjective, uses_target
@@ -559,8 +560,7 @@ def main(argv=None) -> int:
         "speedup_threshold": SPEEDUP_THRESHOLD,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     if tmp is not None:
         tmp.cleanup()
