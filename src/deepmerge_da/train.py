@@ -131,7 +131,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     ``selection`` (one of :data:`deepmerge_da.selection.CRITERIA`) picks the kept epoch and drives early stopping.
     ``compile_model``: the training steps run the network through ``torch.compile`` (inductor; needs a C
     compiler on CPUs; :func:`compile_for_training`). It compiles once per process (seconds to a minute), then
-    steps DeepMerge ~1.4-1.6x faster on a CPU (docs/performance.md); float results differ from eager in the last
+    steps DeepMerge 1.2-1.5x faster on a CPU (docs/performance.md); float results differ from eager in the last
     bits. Evaluation stays eager.
     """
     if selection not in CRITERIA:
@@ -224,7 +224,7 @@ def compile_for_training(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` under ``torch.compile`` for the training steps (it shares ``model``'s parameters).
 
     The parameters move to the channels-last memory format first: inductor then runs the convolutions in that
-    layout and fuses batch norm and pooling for it, ~10 % faster than compiling DeepMerge in the default layout on
+    layout and fuses batch norm and pooling for it, 4-15 % faster than compiling DeepMerge in the default layout on
     a CPU (docs/performance.md). Eager PyTorch gains nothing from that layout here: its batch-norm backward on
     DeepMerge's 8-channel first block is slow in it.
     """
