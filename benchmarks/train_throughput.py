@@ -49,10 +49,10 @@ from torchvision import transforms as T
 from deepmerge_da.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
 from deepmerge_da.h5io import SPLITS, ImageSet, write_image_set
-from deepmerge_da.methods import StepOutputs, TransferObjective, uses_target
+from deepmerge_da.methods import TransferObjective, uses_target
 from deepmerge_da.models import build_network
-from deepmerge_da.train import (DomainTensors, compile_for_training, load_split, make_optimizer, seed_everything,
-                                train_one_epoch)
+from deepmerge_da.train import (DomainTensors, compile_for_training, load_split, make_optimizer, optimisation_step,
+                                seed_everything, train_one_epoch)
 
 PAIR = "sim2sim"
 SPEEDUP_THRESHOLD = 1.05  # a variant "pays off" when it is at least 5 % faster (smaller gaps are noise here)
@@ -119,27 +119,17 @@ class Batches:
 
 def naive_steps(model, objective, optimizer, scheduler, src: Batches, tgt: Batches | None, steps: int,
                 first_step: int, total_steps: int) -> int:
-    """``steps`` optimisation steps as a typical training loop writes them; returns the images seen."""
+    """``steps`` optimisation steps, our ``optimisation_step`` fed by the DataLoaders; returns the images seen."""
     model.train()
     objective.train()
     seen = 0
     for i in range(steps):
         x, y = src.next()
-        n = len(x)
         if tgt is not None:
             xt, _ = tgt.next()
             x = torch.cat([x, xt])
         progress = min(1.0, (first_step + i) / max(1, total_steps))
-        logits, features = model(x)
-        if tgt is not None:
-            out = StepOutputs(logits[:n], features[:n], y, logits[n:], features[n:], progress)
-        else:
-            out = StepOutputs(logits, features, y, progress=progress)
-        loss, terms = objective(out)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        out, _ = optimisation_step(model, objective, optimizer, scheduler, x, y, progress)  # the same step as ours
         _ = (out.source_logits.argmax(1) == y).sum().item()  # the usual running accuracy
         seen += len(x)
     return seen

@@ -308,19 +308,7 @@ def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensor
             tidx = target_order[(torch.arange(len(idx), device=dev) + start) % len(target)]
             xt = random_dihedral(target.images[tidx], generator) if augment else target.images[tidx]
             x = torch.cat([x, xt])
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            logits, features = model(x)
-        logits, features = logits.float(), features.float()
-        n = len(idx)
-        if target is not None:
-            outputs = StepOutputs(logits[:n], features[:n], y, logits[n:], features[n:], progress)
-        else:
-            outputs = StepOutputs(logits, features, y, progress=progress)
-        loss, terms = objective(outputs)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        outputs, terms = optimisation_step(model, objective, optimizer, scheduler, x, y, progress, amp)
         step += 1
         correct += (outputs.source_logits.argmax(1) == y).sum().item()
         for key, value in terms.items():
@@ -328,6 +316,26 @@ def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensor
     row = {f"train_{k}": v / len(source) for k, v in sums.items()}
     row["train_source_accuracy"] = correct / len(source)
     return row
+
+
+def optimisation_step(model, objective, optimizer, scheduler, x: torch.Tensor, y: torch.Tensor, progress: float,
+                      amp: bool = False) -> tuple[StepOutputs, dict]:
+    """One optimisation step on a batch whose first ``len(y)`` images are labelled source images and whose
+    remaining images, if any, are unlabelled target images; returns the step's outputs and loss terms."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits, features = model(x)
+    logits, features = logits.float(), features.float()
+    n = len(y)
+    if len(x) > n:
+        outputs = StepOutputs(logits[:n], features[:n], y, logits[n:], features[n:], progress)
+    else:
+        outputs = StepOutputs(logits, features, y, progress=progress)
+    loss, terms = objective(outputs)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return outputs, terms
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
