@@ -18,15 +18,20 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    name = None
     try:
-        yield tmp
-        os.replace(tmp, path)
+        # the name is bound as soon as the file exists, so an interrupt (Ctrl-C) anywhere after that
+        # still removes it
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+        os.close(fd)
+        yield Path(name)
+        os.replace(name, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if name is not None:
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

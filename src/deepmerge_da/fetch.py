@@ -405,10 +405,6 @@ class FetchReport:
         return pd.DataFrame([asdict(r) for r in self.results], columns=MANIFEST_COLUMNS)
 
 
-class _Terminated(BaseException):
-    """Raised in the main thread by the SIGTERM handler installed during a fetch."""
-
-
 def _normalise_selection(selection) -> pd.DataFrame:
     if hasattr(selection, "table") and isinstance(selection.table, pd.DataFrame):
         selection = selection.table
@@ -541,15 +537,15 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
 
         bar = tqdm(total=len(results), initial=len(results) - len(todo), desc="cutouts", unit="img")
 
+    # SIGTERM only sets a flag that the main loop polls: an exception raised by the handler could land
+    # inside a manifest write and leave its temporary file behind
     old_handler = None
     installed = False
-    state = {"cleaning": False, "terminated": False}
+    terminated = threading.Event()
     if handle_sigterm and threading.current_thread() is threading.main_thread():
         def on_term(signum, frame):  # noqa: ARG001
-            state["terminated"] = True
+            terminated.set()
             stop.set()
-            if not state["cleaning"]:
-                raise _Terminated()
 
         try:
             old_handler = signal.signal(signal.SIGTERM, on_term)
@@ -564,8 +560,8 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
         futures = {pool.submit(work, i): i for i in todo}
         pending = set(futures)
         last_write = time.monotonic()
-        while pending:
-            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+        while pending and not terminated.is_set():
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
             for fut in done:
                 results[futures[fut]] = fut.result()
                 if bar is not None:
@@ -573,13 +569,14 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
             if time.monotonic() - last_write >= manifest_every_s:
                 write_manifest()
                 last_write = time.monotonic()
-    except (KeyboardInterrupt, _Terminated) as exc:
+    except KeyboardInterrupt as exc:
         interrupted = exc
-        log.warning("fetch interrupted (%s); writing the manifest", type(exc).__name__)
     finally:
         # reached on success, interruption and unexpected errors alike: stop the workers (those in
         # a request finish it, bounded by timeout_s), record what they finished, write the manifest
-        state["cleaning"] = True
+        if interrupted is not None or terminated.is_set():
+            log.warning("fetch interrupted (%s); writing the manifest",
+                        "SIGTERM" if terminated.is_set() else "KeyboardInterrupt")
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         for fut, i in futures.items():
@@ -592,7 +589,7 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
         write_manifest()
         if installed:
             signal.signal(signal.SIGTERM, old_handler)
-    if state["terminated"]:
+    if terminated.is_set():
         raise SystemExit(128 + signal.SIGTERM)
     if interrupted is not None:
         raise interrupted
