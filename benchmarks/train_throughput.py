@@ -8,8 +8,10 @@ For each (network, method) the script runs the same number of optimisation steps
 * with a NAIVE baseline written the way such code usually is: a ``torch.utils.data.Dataset`` that reads ONE
   image at a time from the HDF5 file with h5py, standardises it, applies per-sample torchvision transforms
   (RandomHorizontalFlip, RandomVerticalFlip, random 90-degree rotation), and a
-  ``DataLoader(batch_size=128, shuffle=True, num_workers=0)`` per domain; the model, objective
-  (``TransferObjective``), optimiser and schedule (``make_optimizer``) and the step are the same.
+  ``DataLoader(batch_size=128, shuffle=True, num_workers=0)`` per domain; the objective (``TransferObjective``),
+  optimiser and schedule (``make_optimizer``) and the step are the same, and so is the model, except that its
+  pooling layers are ``nn.MaxPool2d(2)`` as usually written where ours are ``MaxPool2x2`` (the same results,
+  computed faster on CPU: ``deepmerge_da.pooling``).
 
 Images/s counts source + target images per optimisation step (a DA step of batch 128 sees 256 images).
 The machine may be shared: the trainers of one (network, method) are timed in alternating blocks of ``--steps``
@@ -51,6 +53,7 @@ from deepmerge_da.config import load_presets, run_hyperparameters
 from deepmerge_da.h5io import SPLITS, ImageSet, write_image_set
 from deepmerge_da.methods import TransferObjective, uses_target
 from deepmerge_da.models import build_network
+from deepmerge_da.pooling import with_nn_max_pool2d
 from deepmerge_da.train import (DomainTensors, compile_for_training, load_split, make_optimizer, optimisation_step,
                                 seed_everything, train_one_epoch)
 
@@ -222,9 +225,11 @@ def make_small_pair(directory: Path, n: int, seed: int = 0) -> tuple[str, str]:
 # The two trainers, as runners that can be timed block by block (interleaved, see main)
 # --------------------------------------------------------------------------------------------------------------
 def build(network: str, method: str, hp: dict, in_channels: int, steps_per_epoch: int, seed: int,
-          channels_last: bool = False):
+          channels_last: bool = False, textbook: bool = False):
     torch.manual_seed(seed)
     model = build_network(network, in_channels=in_channels, dropout=float(hp.get("dropout") or 0.0))
+    if textbook:
+        model = with_nn_max_pool2d(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     objective = TransferObjective(method, model.feature_dim, hp)
@@ -272,7 +277,8 @@ class NaiveRunner:
         src_set = NaiveH5Dataset(source_path, "train", naive_transform())
         with h5py.File(source_path, "r") as f:
             in_channels = f["images"].shape[1]
-        self.parts = build(network, method, hp, in_channels, max(1, math.ceil(len(src_set) / batch)), seed)
+        self.parts = build(network, method, hp, in_channels, max(1, math.ceil(len(src_set) / batch)), seed,
+                           textbook=True)
         # drop_last: source and target batches must pair up one to one
         self.src = Batches(DataLoader(src_set, batch_size=batch, shuffle=True, num_workers=0, drop_last=True))
         self.tgt = None

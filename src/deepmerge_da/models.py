@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .pooling import MaxPool2x2
+
 NETWORKS = ("deepmerge", "resnet18")
 
 
@@ -27,9 +29,10 @@ class DeepMerge(nn.Module):
         super().__init__()
 
         def block(cin: int, cout: int, kernel: int) -> list[nn.Module]:
-            # Table A1 order: convolution with ReLU, then batch norm, then 2x2 max pooling.
+            # Table A1 order: convolution with ReLU, then batch norm, then 2x2 max pooling (MaxPool2x2: the
+            # results of nn.MaxPool2d(2), faster on CPU).
             return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.ReLU(inplace=True),
-                    nn.BatchNorm2d(cout), nn.MaxPool2d(2)]
+                    nn.BatchNorm2d(cout), MaxPool2x2()]
 
         self.conv = nn.Sequential(*block(in_channels, 8, 5), *block(8, 16, 3), *block(16, 32, 3))
         self.head = nn.Sequential(
