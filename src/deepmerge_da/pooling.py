@@ -11,16 +11,15 @@ NaN either way).  Other devices use ``max_pool2d`` itself.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-@lru_cache(maxsize=32)
 def window_origin_index(h: int, w: int, width: int, device: torch.device) -> torch.Tensor:
-    """(h, w) int64: the flat index ``2 i * width + 2 j`` of the top-left pixel of output pixel (i, j)'s window."""
+    """(h, w) int64: the flat index ``2 i * width + 2 j`` of the top-left pixel of output pixel (i, j)'s window.
+
+    Not cached: it is h * w integers, and torch.compile traces it as it is."""
     rows = torch.arange(h, device=device).view(h, 1) * (2 * width)
     return rows + torch.arange(w, device=device).view(1, w) * 2
 
