@@ -131,7 +131,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     ``selection`` (one of :data:`deepmerge_da.selection.CRITERIA`) picks the kept epoch and drives early stopping.
     ``compile_model``: the training steps run the network through ``torch.compile`` (inductor; needs a C
     compiler on CPUs; :func:`compile_for_training`). It compiles once per process (seconds to a minute), then
-    steps DeepMerge 1.2-1.5x faster on a CPU (docs/performance.md); float results differ from eager in the last
+    steps DeepMerge 1.1-1.8x faster on a CPU (docs/performance.md); float results differ from eager in the last
     bits. Evaluation stays eager.
     """
     if selection not in CRITERIA:
