@@ -9,7 +9,8 @@ from PIL import Image
 from torch import nn
 
 from deepmerge_da import figures, image_figures
-from deepmerge_da.evaluate import evaluate_run, load_model
+from deepmerge_da.checkpoint import load_model
+from deepmerge_da.evaluate import evaluate_run
 from deepmerge_da.gradcam import GradCAM, gradcam_maps
 from deepmerge_da.h5io import ImageSet, write_image_set
 from deepmerge_da.train import load_split, train_run

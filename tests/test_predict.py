@@ -273,3 +273,17 @@ def test_cli_predict(trained, tmp_path, capsys):
     rc = cli_main(["predict", str(tmp_path / "bad.npy"), "--model", str(trained["ckpt"]), "--out",
                    str(tmp_path / "none.csv"), "--no-progress"])
     assert rc == 2 and "bad.npy" in capsys.readouterr().err
+
+
+def test_cli_predict_refuses_a_directory_as_out_before_writing(trained, tmp_path, capsys):
+    images, _ = _source_test_images(trained, 1)
+    np.save(tmp_path / "g.npy", images[0])
+    (tmp_path / "bad.npy").write_text("garbage")  # a skipped input: today's skipped list is written first
+    out = tmp_path / "results"
+    out.mkdir()
+    rc = cli_main(["predict", str(tmp_path / "g.npy"), str(tmp_path / "bad.npy"), "--model", str(trained["ckpt"]),
+                   "--out", str(out), "--no-progress"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and err == [f"deepmerge-da predict: error: output {out} is a directory; give the predictions CSV "
+                               f"file to write (e.g. {out / 'predictions.csv'})"]
+    assert not skipped_path(out).exists() and list(out.iterdir()) == []

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from .evaluate import load_model
+from .checkpoint import load_model
 from .figures import (CLASS_COLOURS, CLASS_NAMES, DOMAIN_COLOURS, DOMAINS, FOOTNOTE_PX, HEADER_PX, LABEL_PX,
                       PANEL_PX, add_footnote, new_figure, save_figure, show_image)
 from .gradcam import gradcam_maps

@@ -11,6 +11,9 @@ from scipy.stats import rankdata
 
 METRICS = ("auc", "accuracy", "precision", "recall", "f1", "brier")
 
+#: A run has collapsed when at least this share of its target images falls in one predicted class.
+COLLAPSE_SHARE = 0.99
+
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half)."""
@@ -46,3 +49,16 @@ def classification_metrics(labels: np.ndarray, p_merger: np.ndarray, threshold: 
         "fraction_called_merger": float(pred.mean()) if len(pred) else float("nan"),
         "n": int(len(labels)),
     }
+
+
+def collapse_report(predicted_merger) -> dict:
+    """``target_predicted_merger_fraction`` and ``target_collapsed`` of a run's predictions on target images.
+
+    ``predicted_merger``: one boolean per image (called a merger). Collapsed: at least :data:`COLLAPSE_SHARE`
+    (99 %) of the images are in one predicted class -- the network no longer tells the classes apart there, and
+    its metrics are those of a constant classifier. Needs no labels. No images: fraction NaN, not collapsed.
+    """
+    called = np.asarray(predicted_merger, dtype=bool)
+    fraction = float(called.mean()) if called.size else float("nan")
+    return {"target_predicted_merger_fraction": fraction,
+            "target_collapsed": bool(max(fraction, 1.0 - fraction) >= COLLAPSE_SHARE)}

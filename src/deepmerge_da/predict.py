@@ -56,7 +56,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .evaluate import load_model
+from .checkpoint import load_model
 from .fetch import DEFAULT_BASE_URL, check_jpeg_file, fetch_cutouts, is_blank
 from .h5io import ImageSet, read_image_set
 from .preprocess import reorder_filters, resize_images
@@ -422,7 +422,8 @@ class ModelInput:
 
 def load_models(checkpoints: Sequence[str | os.PathLike], device: torch.device | str = "cpu"
                 ) -> tuple[list[LoadedModel], ModelInput]:
-    """Load checkpoints (sha256 checked) and the input they share; disagreeing inputs are a ValueError."""
+    """Load checkpoints (sha256 checked, :func:`deepmerge_da.checkpoint.load_model`) and the input they share;
+    disagreeing inputs are a ValueError, an unusable checkpoint a :class:`deepmerge_da.checkpoint.CheckpointError`."""
     if isinstance(checkpoints, (str, os.PathLike)):
         checkpoints = [checkpoints]
     if not checkpoints:
@@ -430,8 +431,6 @@ def load_models(checkpoints: Sequence[str | os.PathLike], device: torch.device |
     models = []
     for path in checkpoints:
         model, meta = load_model(path, device)
-        if "input" not in meta or "trained_on" not in meta["input"]:
-            raise ValueError(f"checkpoint {path} does not record its input (no input.trained_on in its metadata)")
         models.append(LoadedModel(str(path), model, meta))
     first = models[0]
     for m in models[1:]:
@@ -551,8 +550,14 @@ def predict(inputs, checkpoints: Sequence[str | os.PathLike] | str | os.PathLike
     ``out_csv`` (atomically) and the skipped inputs to :func:`skipped_path` when ``out_csv`` is given.
     ``filters``: plane names of unnamed inputs (NPY, FITS cubes), default the model's order.
     ``cache_dir``: where catalogue cutouts are fetched to (default ``<out_csv dir>/cutouts``, else ``./cutouts``).
-    Raises :class:`ValueError` when the checkpoints disagree on their input or when no input could be classified.
+    Raises :class:`ValueError` when the checkpoints disagree on their input or when no input could be classified,
+    and before reading or writing anything when ``out_csv`` or its :func:`skipped_path` is a directory.
     """
+    if out_csv is not None:
+        for path in (Path(out_csv), skipped_path(out_csv)):
+            if path.is_dir():
+                raise ValueError(f"output {path} is a directory; give the predictions CSV file to write "
+                                 f"(e.g. {Path(out_csv) / 'predictions.csv'})")
     if not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be within [0, 1], not {threshold}")
     if batch_size < 1:

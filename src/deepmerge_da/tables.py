@@ -7,6 +7,13 @@ Three kinds, each for one pair (sim2sim or sim2real):
 - ``seeds`` (Tables B2 and B4): DeepMerge's metrics as mean and standard deviation over seeds.
 
 Every table has the paper's published value beside ours (``*_paper``) and the difference (``*_diff``).
+
+Collapsed runs -- runs that call at least 99 % of the target test images one class (``target_collapsed`` in their
+``metrics.json``, :func:`deepmerge_da.metrics.collapse_report`) -- are flagged, never silently averaged in: the
+``metrics`` and ``confusion`` tables have a ``collapsed`` column (true on both rows of such a run; empty for a
+``metrics.json`` written before the flag existed) and their method cells read ``<method> (collapsed)``; the
+``seeds`` tables count them in ``n_collapsed`` and their method cells say e.g. "2 of 3 seeds collapsed to one
+class" (those seeds stay in the mean and standard deviation).
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_text_atomic
-from .metrics import METRICS
+from .metrics import COLLAPSE_SHARE, METRICS
 
 # Names of the paper's tables -> ours.
 PAPER_METHODS = {"noDA": "noda", "MMD": "mmd", "MMD+F+EM": "mmd_fisher_em", "ADA": "ada",
@@ -78,7 +85,8 @@ def paper_seeds(pair: str) -> pd.DataFrame:
 
 
 def collect_metrics(metrics_paths: list[str]) -> pd.DataFrame:
-    """One row per run and domain from ``metrics.json`` files (the six metrics and the confusion cells)."""
+    """One row per run and domain from ``metrics.json`` files (the six metrics, the confusion cells and whether
+    the run collapsed on the target: None when the file does not say)."""
     rows = []
     for path in metrics_paths:
         with open(path) as f:
@@ -87,8 +95,9 @@ def collect_metrics(metrics_paths: list[str]) -> pd.DataFrame:
             confusion = m[domain]["confusion_normalised"]
             rows.append({"pair": m["pair"], "network": m["network"], "method": m["method"], "seed": m["seed"],
                          "domain": domain, **{k: m[domain][k] for k in METRICS},
-                         **{k: confusion[i][j] for k, (i, j) in CONFUSION.items()}})
-    return pd.DataFrame(rows, columns=KEY[:3] + ["seed", "domain"] + list(METRICS) + list(CONFUSION))
+                         **{k: confusion[i][j] for k, (i, j) in CONFUSION.items()},
+                         "collapsed": m.get("target_collapsed")})
+    return pd.DataFrame(rows, columns=KEY[:3] + ["seed", "domain"] + list(METRICS) + list(CONFUSION) + ["collapsed"])
 
 
 def _sorted(table: pd.DataFrame) -> pd.DataFrame:
@@ -117,18 +126,19 @@ def first_seed_runs(ours: pd.DataFrame) -> pd.DataFrame:
 def pair_table(metrics_paths: list[str], pair: str) -> pd.DataFrame:
     """Tables 1/2: the metrics of the first seed of each (network, method) beside the paper's."""
     ours = first_seed_runs(collect_metrics(metrics_paths))
-    table = ours[KEY + ["seed"] + list(METRICS)].assign(n_seeds=1)
+    table = ours[KEY + ["seed", "collapsed"] + list(METRICS)].assign(n_seeds=1)
     table = _sorted(_beside_paper(table, paper_table(pair), list(METRICS)))
     return table[KEY + list(METRICS) + [f"{m}_paper" for m in METRICS]
-                 + [f"{m}_diff" for m in METRICS] + ["n_seeds", "seed"]]
+                 + [f"{m}_diff" for m in METRICS] + ["n_seeds", "seed", "collapsed"]]
 
 
 def confusion_table(metrics_paths: list[str], pair: str) -> pd.DataFrame:
     """Tables B1/B3: normalised confusion cells P(predicted | true) of the first seed beside the paper's."""
     ours = first_seed_runs(collect_metrics(metrics_paths))
-    table = _sorted(_beside_paper(ours[KEY + ["seed"] + list(CONFUSION)], paper_confusion(pair), list(CONFUSION)))
+    table = _sorted(_beside_paper(ours[KEY + ["seed", "collapsed"] + list(CONFUSION)], paper_confusion(pair),
+                                  list(CONFUSION)))
     return table[KEY + list(CONFUSION) + [f"{c}_paper" for c in CONFUSION]
-                 + [f"{c}_diff" for c in CONFUSION] + ["seed"]]
+                 + [f"{c}_diff" for c in CONFUSION] + ["seed", "collapsed"]]
 
 
 def seeds_table(metrics_paths: list[str], pair: str) -> pd.DataFrame:
@@ -139,10 +149,13 @@ def seeds_table(metrics_paths: list[str], pair: str) -> pd.DataFrame:
     table = grouped[list(METRICS)].mean()
     table = table.join(grouped[list(METRICS)].std(ddof=1).add_suffix("_std"))
     table["n_seeds"] = grouped.size()
+    # Unknown (metrics.json files older than the flag) unless every seed says.
+    table["n_collapsed"] = grouped["collapsed"].agg(
+        lambda flags: flags.astype(bool).sum() if flags.notna().all() else pd.NA).astype("Int64")
     table = _sorted(_beside_paper(table.reset_index(), paper_seeds(pair), list(METRICS)))
     return table[KEY + [c for m in METRICS for c in (m, f"{m}_std")]
                  + [c for m in METRICS for c in (f"{m}_paper", f"{m}_std_paper")]
-                 + [f"{m}_diff" for m in METRICS] + ["n_seeds"]]
+                 + [f"{m}_diff" for m in METRICS] + ["n_seeds", "n_collapsed"]]
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -152,6 +165,15 @@ def _fmt(value, digits: int = 2) -> str:
 def _paper_mean_std(row, column: str) -> str:
     mean = row[f"{column}_paper"]
     return "–" if np.isnan(mean) else f"{_fmt(mean)} ± {_fmt(row[f'{column}_std_paper'], 3)}"
+
+
+def _method_cell(row, kind: str) -> str:
+    """The method, with the collapse flag of its run(s)."""
+    if kind == "seeds":
+        n = row["n_collapsed"]
+        return (f"{row.method} ({int(n)} of {int(row.n_seeds)} seeds collapsed to one class)" if pd.notna(n) and n
+                else row.method)
+    return f"{row.method} (collapsed)" if pd.notna(row["collapsed"]) and bool(row["collapsed"]) else row.method
 
 
 def _cells(table: pd.DataFrame, kind: str) -> tuple[list[str], list[list[str]]]:
@@ -164,17 +186,27 @@ def _cells(table: pd.DataFrame, kind: str) -> tuple[list[str], list[list[str]]]:
             cells = [f"{_fmt(r[c])} ± {_fmt(r[f'{c}_std'], 3)} ({_paper_mean_std(r, c)})" for c in columns]
         else:
             cells = [f"{_fmt(r[c])} ({_fmt(r[f'{c}_paper'])})" for c in columns]
-        rows.append([r.network, r.method, r.domain] + cells)
+        rows.append([r.network, _method_cell(r, kind), r.domain] + cells)
     return head, rows
 
 
 def _legend(kind: str, table: pd.DataFrame) -> str:
+    collapsed = (f"A collapsed run calls at least {100 * COLLAPSE_SHARE:g} % of the target test images one class: "
+                 "its metrics are those of a constant classifier.")
     if kind == "seeds":
         n = sorted(set(table["n_seeds"].astype(int)))
-        return (f"Each cell: ours mean ± std over {', '.join(map(str, n))} seeds (paper: mean ± std over 10 seeds); "
+        text = (f"Each cell: ours mean ± std over {', '.join(map(str, n))} seeds (paper: mean ± std over 10 seeds); "
                 "test splits.")
+        return text + (f" {collapsed} Collapsed seeds are included in the mean ± std."
+                       if table["n_collapsed"].fillna(0).gt(0).any() else "")
     what = "P(predicted class | true class) on the test split" if kind == "confusion" else "test split"
-    return f"Each cell: ours (paper). Ours: {what} of the lowest seed's run; paper: its published value."
+    text = f"Each cell: ours (paper). Ours: {what} of the lowest seed's run; paper: its published value."
+    text += f" {collapsed}" if table["collapsed"].eq(True).any() else ""
+    pair = table["pair"].iloc[0] if len(table) else None
+    missing = [n for n in PAPER_NETWORKS.values() if pair and n in set(paper_table(pair)["network"])
+               and n not in set(table["network"])]
+    return text + "".join(f" The paper's {n} rows have no counterpart here: {n} is not in this run's grid "
+                          f"(experiments.{pair}.networks); config/paper_scale.yaml trains it." for n in missing)
 
 
 def to_markdown(table: pd.DataFrame, title: str, data_description: str, kind: str = "metrics") -> str:

@@ -12,6 +12,12 @@ column ``sel_<criterion>``; ``selection`` (default ``source_accuracy``, the pape
 whose best epoch is kept and that early stopping follows. Every epoch also logs ``test_source_accuracy`` and
 ``test_target_accuracy``, for REPORTING ONLY (the selection table): they are never used for training,
 selection or early stopping.
+
+Outputs: the kept epoch's weights stay in memory (a copy) and ``model.pt`` is written once, when training ends,
+with ``history.csv`` and ``train.json`` (earlier versions rewrote it at every improving epoch). A run whose loss
+terms or weights become non-finite stops with :class:`TrainingDiverged`, naming the run, epoch and step, and
+writes none of them. ``train.json`` says whether the kept epoch collapsed to one class on the target validation
+split (:func:`collapse_report`; label-free).
 """
 from __future__ import annotations
 
@@ -32,14 +38,19 @@ from tqdm import tqdm
 
 from . import __version__
 from .atomic import atomic_path, write_text_atomic
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_model, nonfinite_tensors, save_checkpoint
 from .gpu_alloc import claim_device
 from .h5io import read_image_set
 from .methods import StepOutputs, TransferObjective, uses_target
+from .metrics import collapse_report
 from .models import build_network, count_trainable_parameters
 from .selection import CRITERIA, column, scores_from_outputs, split_outputs
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(ValueError):
+    """A training run whose loss or weights became non-finite (NaN or infinite)."""
 
 
 @dataclass
@@ -128,6 +139,9 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
               progress: bool = True, selection: str = "source_accuracy", compile_model: bool = False) -> dict:
     """Train one run and write ``model.pt`` (+ ``.sha256``), ``history.csv`` and ``train.json`` to ``out_dir``.
 
+    All three are written when training ends; a run that diverges raises :class:`TrainingDiverged` (naming the
+    run, the epoch and the step) and writes none of them.
+
     ``selection`` (one of :data:`deepmerge_da.selection.CRITERIA`) picks the kept epoch and drives early stopping.
     ``compile_model``: the training steps run the network through ``torch.compile`` (inductor; needs a C
     compiler on CPUs; :func:`compile_for_training`). It compiles once per process (seconds to a minute), then
@@ -154,10 +168,10 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
 
     model = build_network(network, in_channels=src_train.images.shape[1], dropout=float(hp.get("dropout") or 0.0))
     if init_checkpoint:
-        state, meta = load_checkpoint(init_checkpoint)
+        init_model, meta = load_model(init_checkpoint)
         if meta["network"] != network:
             raise ValueError(f"{init_checkpoint}: a {meta['network']} checkpoint cannot initialise a {network}")
-        model.load_state_dict(state)
+        model.load_state_dict(init_model.state_dict())
         log.info("initialised from %s", init_checkpoint)
     freeze_layers(model, freeze or [])
     model.to(dev)
@@ -170,8 +184,9 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     total_steps = max_epochs * steps_per_epoch
 
     history, best, best_epoch, since_best = [], None, -1, 0
+    best_state, best_meta, best_collapse = None, None, None
     patience = int(hp["patience"])
-    ckpt_path = out / "model.pt"
+    run_label = f"{pair}/{network}/{method}/seed{seed}"
     meta = {"pair": pair, "network": network, "method": method, "seed": seed, "hyperparameters": hp,
             "package_version": __version__, "source": str(source), "target": str(target),
             "device": str(dev), "torch_version": torch.__version__, "mixed_precision": amp,
@@ -181,14 +196,23 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
             "init_checkpoint": str(init_checkpoint) if init_checkpoint else None, "selection": selection,
             "compiled": compile_model,
             "input": {"trained_on": src_train.describe(), "other_domain": tgt_train.describe()}}
-    bar = tqdm(range(max_epochs), desc=f"{pair}/{network}/{method}/seed{seed}", disable=not progress)
+    bar = tqdm(range(max_epochs), desc=run_label, disable=not progress)
     for epoch in bar:
         t0 = time.time()
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(train_one_epoch(step_model, objective, optimizer, scheduler, src_train,
-                                   tgt_train if uses_target(method) else None, batch_size, generator,
-                                   epoch * steps_per_epoch, total_steps, augment=bool(hp.get("augment", False)),
-                                   amp=amp))
+        try:
+            row.update(train_one_epoch(step_model, objective, optimizer, scheduler, src_train,
+                                       tgt_train if uses_target(method) else None, batch_size, generator,
+                                       epoch * steps_per_epoch, total_steps, augment=bool(hp.get("augment", False)),
+                                       amp=amp, stop_on_nonfinite=True))
+        except TrainingDiverged as exc:
+            raise TrainingDiverged(f"run {run_label} diverged at epoch {epoch}, {exc}; nothing written") from None
+        state = model.state_dict()
+        bad = nonfinite_tensors(state)
+        if bad:
+            raise TrainingDiverged(f"run {run_label} diverged at epoch {epoch}, by its end (step "
+                                   f"{(epoch + 1) * steps_per_epoch} of the run): {len(bad)} of {len(state)} weight "
+                                   f"tensors hold non-finite values (first: {bad[0]}); nothing written")
         src_out, tgt_out = split_outputs(model, src_val, 512), split_outputs(model, tgt_val, 512)
         row["val_source_accuracy"], row["val_source_loss"] = src_out.accuracy_and_loss()
         row["val_target_accuracy"], row["val_target_loss"] = tgt_out.accuracy_and_loss()
@@ -202,8 +226,11 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         key = (score if math.isfinite(score) else -math.inf, -row["val_source_loss"])
         if best is None or key > best:
             best, best_epoch, since_best = key, epoch, 0
-            save_checkpoint(ckpt_path, model, dict(meta, epoch=epoch, val_source_accuracy=row["val_source_accuracy"],
-                                                   selection_score=key[0]))
+            best_state = {k: v.detach().clone() for k, v in state.items()}
+            best_meta = dict(meta, epoch=epoch, val_source_accuracy=row["val_source_accuracy"], selection_score=key[0])
+            # target_only's "source" is the labelled target: the run's target is the split it trains on.
+            target_logits = (src_out if method == "target_only" else tgt_out).logits
+            best_collapse = collapse_report((torch.softmax(target_logits, 1)[:, 1] >= 0.5).cpu().numpy())
         else:
             since_best += 1
         bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.3f}",
@@ -212,10 +239,14 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         if since_best >= patience:
             log.info("early stop at epoch %d: no improvement of %s for %d epochs", epoch, column(selection), patience)
             break
+    if best_collapse["target_collapsed"]:
+        log.warning("run %s collapsed: its kept epoch %d calls %.1f %% of the target validation images mergers",
+                    run_label, best_epoch, 100 * best_collapse["target_predicted_merger_fraction"])
+    save_checkpoint(out / "model.pt", best_state, best_meta)
     write_history(out / "history.csv", history)
     summary = dict(meta, best_epoch=best_epoch, epochs_run=len(history),
                    best_val_source_accuracy=history[best_epoch]["val_source_accuracy"], best_selection_score=best[0],
-                   wall_seconds=time.time() - started, threads=torch.get_num_threads())
+                   **best_collapse, wall_seconds=time.time() - started, threads=torch.get_num_threads())
     write_text_atomic(out / "train.json", json.dumps(summary, indent=2, default=str))
     return summary
 
@@ -282,13 +313,15 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensors, target: DomainTensors | None,
                     batch_size: int, generator: torch.Generator, first_step: int, total_steps: int,
-                    augment: bool = False, amp: bool = False) -> dict:
+                    augment: bool = False, amp: bool = False, stop_on_nonfinite: bool = False) -> dict:
     """One pass over the shuffled source training split; returns the epoch's mean loss terms and accuracy.
 
     With a ``target``, each step also sees as many unlabelled target images, cycling through a shuffled
     target split; both domains go through the network in one batch (shared batch-norm statistics).
     With ``augment``, every image is flipped/rotated by a random symmetry of the square first. With ``amp``,
     the network runs in bfloat16 autocast (mixed precision); the losses are computed in float32.
+    With ``stop_on_nonfinite``, a step whose loss terms are not all finite raises :class:`TrainingDiverged`
+    (training does; the learning-rate range scan runs on into divergence by design).
     """
     model.train()
     objective.train()
@@ -310,6 +343,11 @@ def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensor
             x = torch.cat([x, xt])
         outputs, terms = optimisation_step(model, objective, optimizer, scheduler, x, y, progress, amp)
         step += 1
+        # The terms are Python floats already: checking them costs no device synchronisation.
+        if stop_on_nonfinite and not all(map(math.isfinite, terms.values())):
+            bad = ", ".join(f"{k} = {v}" for k, v in terms.items() if not math.isfinite(v))
+            raise TrainingDiverged(f"step {step - first_step} of {math.ceil(len(source) / batch_size)} (step {step} "
+                                   f"of the run): non-finite loss ({bad})")
         correct += (outputs.source_logits.argmax(1) == y).sum().item()
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value * len(idx)
