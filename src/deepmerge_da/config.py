@@ -9,6 +9,9 @@ import yaml
 
 # Keys every hyperparameter set must have after presets and overrides are merged.
 REQUIRED_HYPERPARAMETERS = ("lr", "beta1", "beta2", "eps", "weight_decay", "cycle", "patience")
+# DeepMerge's head takes 2592 = 32 x 9 x 9 inputs (models.DeepMerge): its three 2x2 poolings (rounding down) must
+# leave 9 x 9 maps. ResNet18 pools adaptively and takes every size the schema allows (>= 16 px).
+DEEPMERGE_IMAGE_SIZES = range(72, 80)
 
 
 class ConfigError(ValueError):
@@ -19,8 +22,27 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+def load_yaml(path: str | os.PathLike):
+    """The YAML document in ``path``; a syntax error raises :class:`ConfigError` naming the file and line."""
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            return yaml.safe_load(stream)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        if mark is None:  # e.g. bytes that are not UTF-8
+            raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+        problem = exc.problem or exc.context
+        if exc.context and exc.problem and exc.context_mark:
+            problem += f" ({exc.context} from line {exc.context_mark.line + 1})"
+        raise ConfigError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}") from None
+
+
 def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
-    """Raise :class:`ConfigError` naming the first offending key, or return quietly."""
+    """Raise :class:`ConfigError` naming the first offending key, or return quietly.
+
+    Relative paths in the config (``data.sdss.cutout_dir``) are taken from the working directory, as
+    Snakemake takes them."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     # best_match looks inside anyOf/oneOf alternatives for the deepest error: the key a user must fix.
@@ -40,19 +62,42 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
                 if network not in grid["seeds"]:
                     raise ConfigError(f"invalid config at 'experiments.{pair}.seeds': no seeds for network "
                                       f"{network!r} (give a list per network, or one list for all)")
+    _check_image_size(config)
     # Physical parameters of the synthetic universe are checked by their own dataclasses.
-    from .synthetic import Sim2RealParams, Sim2SimParams
+    from .synthetic import ParameterError, Sim2RealParams, Sim2SimParams
 
     for pair, params in (("sim2sim", Sim2SimParams), ("sim2real", Sim2RealParams)):
         if pair in data["pairs"]:
             try:
                 params.from_dict(data["pairs"][pair]["synthetic"])
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"invalid config at 'data.pairs.{pair}.synthetic': {exc}") from None
-    if data["pairs"].get("sim2real", {}).get("source") == "local" and not data.get("sdss", {}).get("cutout_dir"):
-        raise ConfigError("invalid config at 'data.sdss.cutout_dir': data.pairs.sim2real.source is 'local' "
-                          "but no cutout directory is given")
+            except ParameterError as exc:
+                raise ConfigError(f"invalid config at 'data.pairs.{pair}.synthetic.{exc.name}': {exc}") from None
+    if data["pairs"].get("sim2real", {}).get("source") == "local":
+        cutout_dir = data.get("sdss", {}).get("cutout_dir")
+        if not cutout_dir:
+            raise ConfigError("invalid config at 'data.sdss.cutout_dir': data.pairs.sim2real.source is 'local' "
+                              "but no cutout directory is given")
+        if not Path(cutout_dir).is_dir():
+            where = "" if Path(cutout_dir).is_absolute() else f" (relative to {Path.cwd()})"
+            raise ConfigError(f"invalid config at 'data.sdss.cutout_dir': no directory {cutout_dir}{where} "
+                              "to read the real SDSS cutouts from (data.pairs.sim2real.source is 'local')")
     _check_download_sources(data)
+
+
+def _check_image_size(config: dict) -> None:
+    """data.image_size must fit every network that is trained, the run that initialises tl_mmd included."""
+    size = config["data"]["image_size"]
+    for pair, grid in config["experiments"].items():
+        if not grid:
+            continue
+        networks = {n: f"experiments.{pair}.networks" for n in grid["networks"]}
+        if "tl_mmd" in grid["methods"]:
+            networks.setdefault(config["training"].get("tl_init", {}).get("network", "deepmerge"),
+                                f"training.tl_init, for tl_mmd in experiments.{pair}.methods")
+        if "deepmerge" in networks and size not in DEEPMERGE_IMAGE_SIZES:
+            raise ConfigError(f"invalid config at 'data.image_size': DeepMerge (in {networks['deepmerge']}) needs "
+                              f"{DEEPMERGE_IMAGE_SIZES.start} to {DEEPMERGE_IMAGE_SIZES.stop - 1} px, its head has "
+                              f"2592 inputs (the paper: 75); got {size}")
 
 
 def _check_download_sources(data: dict) -> None:
@@ -95,7 +140,8 @@ def load_presets(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"presets file {path} does not exist (config key 'presets_file')")
-    presets = yaml.safe_load(path.read_text()).get("presets")
+    document = load_yaml(path)
+    presets = document.get("presets") if isinstance(document, dict) else None
     if not isinstance(presets, dict):
         raise ConfigError(f"presets file {path} has no 'presets' mapping")
     return presets

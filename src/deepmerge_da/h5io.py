@@ -26,6 +26,12 @@ import numpy as np
 from .atomic import atomic_path
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
+# What a prepared set (one with a ``split`` dataset) stores besides the images: its training statistics.
+PREPARED_ATTRIBUTES = ("channel_mean", "channel_std")
+
+
+class ImageSetError(ValueError):
+    """An HDF5 image set cannot be read; the message names the file (and the dataset or attribute)."""
 
 
 @dataclass
@@ -76,7 +82,19 @@ def write_image_set(path: str | os.PathLike, data: ImageSet) -> None:
             f.attrs[key] = _attr_value(value)
 
 
-def _read_attrs(f: h5py.File) -> dict:
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _read_dataset(f: h5py.File, path: Path, name: str, strings: bool = False) -> np.ndarray:
+    """All of dataset ``name``; an unreadable one raises :class:`ImageSetError` naming the file and the dataset."""
+    try:
+        return f[name].asstr()[:].astype(str) if strings else f[name][:]
+    except (OSError, ValueError) as exc:  # h5py: chunks past the end of a truncated file, undecodable strings
+        raise ImageSetError(f"{path}: dataset {name!r} cannot be read ({_one_line(exc)})") from None
+
+
+def _read_attrs(f: h5py.File, path: Path) -> dict:
     attrs = {}
     for key, value in f.attrs.items():
         if isinstance(value, np.ndarray) and value.dtype.kind in "OSU":
@@ -84,7 +102,10 @@ def _read_attrs(f: h5py.File) -> dict:
         elif isinstance(value, bytes):
             value = value.decode()
         if key == "config" and isinstance(value, str):
-            value = json.loads(value)
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ImageSetError(f"{path}: attribute 'config' is not JSON ({exc})") from None
         attrs[key] = value
     return attrs
 
@@ -94,25 +115,34 @@ def read_image_set(path: str | os.PathLike, split: str | None = None) -> ImageSe
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image set {path} does not exist")
-    with h5py.File(path, "r") as f:
-        for name in ("images", "labels", "object_id"):
-            if name not in f:
-                raise ValueError(f"{path}: dataset {name!r} is missing")
-        if split is not None:
-            if "split" not in f:
-                raise ValueError(f"{path}: no 'split' dataset; is this a raw set?")
-            if split not in SPLITS:
-                raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-            rows = f["split"][:] == SPLITS[split]
-        else:
-            rows = np.ones(len(f["labels"]), dtype=bool)
-        # One contiguous read, then a mask in memory: much faster than h5py's point selection.
-        data = ImageSet(
-            images=np.asarray(f["images"][:], dtype=np.float32)[rows],
-            labels=f["labels"][:].astype(np.int64)[rows],
-            object_id=f["object_id"].asstr()[:].astype(str)[rows],
-            attrs=_read_attrs(f),
-            split=f["split"][:].astype(np.int8)[rows] if "split" in f else None,
-            augmentation=f["augmentation"].asstr()[:].astype(str)[rows] if "augmentation" in f else None,
-        )
-    return data
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    try:
+        with h5py.File(path, "r") as f:
+            for name in ("images", "labels", "object_id"):
+                if name not in f:
+                    raise ImageSetError(f"{path}: dataset {name!r} is missing")
+            if split is not None and "split" not in f:
+                raise ImageSetError(f"{path}: no 'split' dataset; is this a raw set?")
+            attrs = _read_attrs(f, path)
+            if "split" in f:
+                for name in PREPARED_ATTRIBUTES:
+                    if name not in attrs:
+                        raise ImageSetError(f"{path}: attribute {name!r} is missing (a prepared set, one with a "
+                                            "'split' dataset, stores its training statistics)")
+            # One contiguous read per dataset, then a mask in memory: much faster than h5py's point selection.
+            columns = {name: _read_dataset(f, path, name, strings=name in ("object_id", "augmentation"))
+                       for name in ("images", "labels", "object_id", "split", "augmentation") if name in f}
+    except OSError as exc:  # h5py: not HDF5, truncated, unreadable metadata
+        raise ImageSetError(f"{path}: not a readable HDF5 image set ({_one_line(exc)})") from None
+    try:
+        data = ImageSet(np.asarray(columns["images"], dtype=np.float32), columns["labels"].astype(np.int64),
+                        columns["object_id"], attrs, columns["split"].astype(np.int8) if "split" in columns else None,
+                        columns.get("augmentation"))
+    except ValueError as exc:  # datasets of different lengths
+        raise ImageSetError(f"{path}: {exc}") from None
+    if split is None:
+        return data
+    rows = data.split == SPLITS[split]
+    return ImageSet(data.images[rows], data.labels[rows], data.object_id[rows], attrs, data.split[rows],
+                    None if data.augmentation is None else data.augmentation[rows])

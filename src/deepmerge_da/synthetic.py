@@ -146,15 +146,46 @@ def _to_list(v):
     return v
 
 
+class ParameterError(ValueError):
+    """A physical parameter is unknown or wrong; ``name`` is the parameter (its key in a config section)."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+def _check_kind(name: str, default, value) -> None:
+    """Raise :class:`ParameterError` unless ``value`` is of the kind of ``default``: an integer, a number, a
+    string, a number or null (a ``None`` default), or a list of such (the kind of the default's first entry)."""
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ParameterError(name, f"{name} must be a list, got {value!r}")
+        for entry in value if default else ():
+            _check_kind(name, default[0], entry)
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int) and not (number and isinstance(value, int)):
+        raise ParameterError(name, f"{name} must be an integer, got {value!r}")
+    if isinstance(default, float) and not number:
+        raise ParameterError(name, f"{name} must be a number, got {value!r}")
+    if default is None and not (value is None or number):
+        raise ParameterError(name, f"{name} must be a number or null, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ParameterError(name, f"{name} must be a string, got {value!r}")
+
+
 class _ParamsMixin:
     @classmethod
     def from_dict(cls, d: dict | None = None):
-        """Build from a plain dict (e.g. a YAML config section); unknown keys raise ValueError."""
+        """Build from a plain dict (e.g. a YAML config section); an unknown key or a value of the wrong kind
+        raises :class:`ParameterError`."""
         d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown {cls.__name__} parameter {key!r} (known: {', '.join(sorted(known))})")
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for key, value in d.items():
+            if key not in defaults:
+                raise ParameterError(key, f"unknown {cls.__name__} parameter {key!r} "
+                                          f"(known: {', '.join(sorted(defaults))})")
+            _check_kind(key, defaults[key], value)
         return cls(**{k: _to_tuple(v) for k, v in d.items()})
 
     def to_dict(self) -> dict:
@@ -177,12 +208,12 @@ class _ParamsMixin:
             v = getattr(self, f.name)
             if f.name.endswith(("_range", "_kpc", "_sigma", "_fraction_range")) and isinstance(v, tuple) and len(v) == 2:
                 if all(isinstance(x, (int, float)) for x in v) and v[0] > v[1]:
-                    raise ValueError(f"{f.name}: lower bound {v[0]} > upper bound {v[1]}")
+                    raise ParameterError(f.name, f"{f.name}: lower bound {v[0]} > upper bound {v[1]}")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if (f.name.endswith("_fraction") or f.name.endswith("_prob")) and isinstance(v, (int, float)):
                 if not 0.0 <= v <= 1.0:
-                    raise ValueError(f"{f.name} must lie in [0, 1], got {v}")
+                    raise ParameterError(f.name, f"{f.name} must lie in [0, 1], got {v}")
 
 
 @dataclass(frozen=True)
@@ -242,17 +273,21 @@ class Sim2SimParams(_ParamsMixin):
     centre_jitter_px: float = _p(1.5, "pixels", "Gaussian jitter of the system centre.")
 
     def __post_init__(self):
-        if self.n_mergers < 0 or self.n_nonmergers < 0 or self.n_mergers + self.n_nonmergers == 0:
-            raise ValueError("n_mergers and n_nonmergers must be >= 0 and not both 0")
+        for name in ("n_mergers", "n_nonmergers"):
+            if getattr(self, name) < 0:
+                raise ParameterError(name, f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.n_mergers + self.n_nonmergers == 0:
+            raise ParameterError("n_mergers", "n_mergers and n_nonmergers must not both be 0")
         if self.image_size < 16:
-            raise ValueError("image_size must be >= 16")
+            raise ParameterError("image_size", f"image_size must be >= 16, got {self.image_size}")
         for name in ("filters", "psf_fwhm_arcsec", "colour_bulge", "colour_disc", "colour_clump", "colour_tidal"):
             if len(getattr(self, name)) != 3:
-                raise ValueError(f"{name} needs 3 entries (one per band)")
+                raise ParameterError(name, f"{name} needs 3 entries (one per band), got {getattr(self, name)}")
         if len(self.morphology_probs) != 3 or abs(sum(self.morphology_probs) - 1) > 1e-6:
-            raise ValueError("morphology_probs: 3 probabilities summing to 1")
+            raise ParameterError("morphology_probs", f"morphology_probs: 3 probabilities summing to 1, got "
+                                                     f"{self.morphology_probs}")
         if not 0 <= self.reference_band < 3:
-            raise ValueError("reference_band must be 0, 1 or 2")
+            raise ParameterError("reference_band", f"reference_band must be 0, 1 or 2, got {self.reference_band}")
         self._check_ranges()
 
     @property
@@ -332,16 +367,18 @@ class Sim2RealParams(_ParamsMixin):
     jpeg_quality: int = _p(75, "", "JPEG quality of the cutouts (Pillow).")
 
     def __post_init__(self):
-        if self.source_n_objects < 1 or self.target_n_objects < 1:
-            raise ValueError("source_n_objects and target_n_objects must be >= 1")
+        for name in ("source_n_objects", "target_n_objects"):
+            if getattr(self, name) < 1:
+                raise ParameterError(name, f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size < 16:
-            raise ValueError("image_size must be >= 16")
+            raise ParameterError("image_size", f"image_size must be >= 16, got {self.image_size}")
         for name in ("source_filters", "target_filters", "target_psf_fwhm_arcsec", "target_depth_mag", "colour_bulge_gri",
                      "colour_disc_gri", "colour_arm_gri", "colour_tidal_gri", "dust_band_ratio_gri", "lupton_band_scales"):
             if len(getattr(self, name)) != 3:
-                raise ValueError(f"{name} needs 3 entries (one per band)")
+                raise ParameterError(name, f"{name} needs 3 entries (one per band), got {getattr(self, name)}")
         if len(self.source_morphology_probs) != 3 or abs(sum(self.source_morphology_probs) - 1) > 1e-6:
-            raise ValueError("source_morphology_probs: 3 probabilities summing to 1")
+            raise ParameterError("source_morphology_probs", "source_morphology_probs: 3 probabilities summing to 1, "
+                                                            f"got {self.source_morphology_probs}")
         self._check_ranges()
 
     @property

@@ -1,4 +1,5 @@
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 
@@ -106,11 +107,13 @@ def table_metrics(wildcards):
 
 
 def describe_data(pair):
-    """One line that says which data a table came from."""
+    """One line that says which data a table came from, by config key and data set name (never a machine's path:
+    tables and figures are tracked)."""
     data = config["data"]["pairs"][pair]
     if data["source"] == "local":
+        dataset = Path(config["data"]["sdss"]["cutout_dir"]).resolve().name
         return (f"{pair}: synthetic source (embedded universe, data seed {config['data']['seed']}); "
-                f"target = real SDSS cutouts from {config['data']['sdss']['cutout_dir']}")
+                f"target = real SDSS cutouts (data.sdss.cutout_dir, dataset '{dataset}')")
     if data["source"] == "remote":
         return (f"{pair}: synthetic source (embedded universe, data seed {config['data']['seed']}); "
                 "target = real SDSS cutouts fetched from SkyServer (config data.remote)")
@@ -182,4 +185,9 @@ def all_outputs():
         outputs += figure_outputs(pair)
         outputs += expand("results/tables/selection_{pair}.{ext}", pair=pair, ext=["csv", "md"])
         outputs.append(f"results/figures/{pair}/selection.png")
-    return outputs + predict_outputs()
+    # Every file of every run as well, and the checkpoint that initialises tl_mmd (it may be outside the grid):
+    # Snakemake does not remake a deleted intermediate file (a run's model.pt) while all that depends on it is up
+    # to date (snakemake/snakemake#1978); named here, it is remade.
+    outputs += [path.format(**run) for run in runs() for path in (*rules.train.output, *rules.evaluate.output)]
+    outputs += sorted({tl_init_checkpoint(SimpleNamespace(**run)) for run in runs(methods=["tl_mmd"])})
+    return outputs + predict_outputs() + ["results/environment.json"]
