@@ -5,6 +5,7 @@ import hashlib
 import io
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
+from conftest import copy_workflow, snakemake
+from deepmerge_da.atomic import write_text_atomic
 from deepmerge_da.fetch import (ChecksumError, FetchError, check_jpeg, check_jpeg_file, cutout_url,
                                 fetch_cutouts, fetch_file)
 from http_fault_server import FaultServer, Step, make_blank_jpeg, make_jpeg, ok
@@ -321,3 +325,144 @@ def test_fetch_file_404_is_not_retried(server, tmp_path):
         fetch_file(url, tmp_path / "gone.bin", backoff_s=0.01)
     assert url in str(err.value)
     assert server.file_count("gone.bin") == 1 and list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# a row that cannot be stored, redirects, file modes
+# ---------------------------------------------------------------------------------------------
+
+def test_row_that_cannot_be_stored_fails_alone(server, tmp_path):
+    long_id = "g" * 300  # longer than a file name may be (255 bytes)
+    ids = ["a", long_id, "b", "dir", "c"]
+    sel = selection(ids)
+    for k, ra in enumerate(sel["ra"]):
+        server.script(ra, [ok(make_jpeg(k))])
+    out = tmp_path / "c"
+    (out / "nonmergers" / "dir.jpeg").mkdir(parents=True)  # a directory where the cutout goes: the rename fails
+    report = fetch_cutouts(sel, out, server.base_url, max_fail_fraction=1.0, **FAST)
+    man = read_manifest(out)
+    assert man.loc[long_id, "status"] == "failed"
+    assert man.loc[long_id, "reason"] == f"cannot store nonmergers/{long_id}.jpeg: File name too long"
+    assert server.count(sel["ra"][1]) == 0  # failed before its request
+    assert man.loc["dir", "status"] == "failed"
+    assert man.loc["dir", "reason"] == "cannot store nonmergers/dir.jpeg: Is a directory"
+    for k, oid in enumerate(ids):
+        if oid in ("a", "b", "c"):
+            assert man.loc[oid, "status"] == "ok"
+            assert (out / "nonmergers" / f"{oid}.jpeg").read_bytes() == make_jpeg(k)
+    assert report.n_ok == 3 and report.n_failed == 2 and temp_files(out) == []
+
+
+def _redirect(location: str) -> Step:
+    return Step(302, headers=(("Location", location),))
+
+
+def test_cutout_redirect_to_another_host_is_refused_unless_allowed(tmp_path):
+    sel = selection(["same_host", "other_host", "direct"])
+    ra_same, ra_other, ra_direct = sel["ra"]
+    out = tmp_path / "c"
+    with FaultServer() as srv, FaultServer() as other:
+        other_origin = f"http://127.0.0.1:{other.port}"
+        srv.script(ra_same, [_redirect(cutout_url(srv.base_url, 50.0, 1.0))])
+        srv.script(50.0, [ok(make_jpeg(1))])
+        srv.script(ra_other, [_redirect(cutout_url(other.base_url, ra_other, 1.0))])
+        other.script(ra_other, [ok(make_jpeg(2))])
+        srv.script(ra_direct, [ok(make_jpeg(3))])
+        report = fetch_cutouts(sel, out, srv.base_url, max_fail_fraction=1.0, **FAST)
+        man = read_manifest(out)
+        assert man.loc["other_host", "status"] == "failed"
+        assert man.loc["other_host", "reason"] == (f"redirect to another host refused: {other_origin} "
+                                                   f"(not in allow_redirect_hosts)")
+        assert other.count(ra_other) == 0 and srv.count(ra_other) == 1  # refused at once, not retried
+        assert not (out / "nonmergers" / "other_host.jpeg").exists()
+        assert (out / "nonmergers" / "same_host.jpeg").read_bytes() == make_jpeg(1)  # same host: followed
+        assert report.n_ok == 2
+
+        report = fetch_cutouts(sel, out, srv.base_url, max_fail_fraction=0.0, allow_redirect_hosts=[other_origin],
+                               **FAST)
+        assert other.count(ra_other) == 1 and report.n_ok == 1 and report.n_skipped == 2
+        assert (out / "nonmergers" / "other_host.jpeg").read_bytes() == make_jpeg(2)
+
+
+def test_fetch_file_redirects_and_unverified_digest(tmp_path, caplog):
+    payload = b"id,ra,dec\n1,10.0,1.0\n"
+    digest = hashlib.sha256(payload).hexdigest()
+    with FaultServer() as srv, FaultServer() as other:
+        other_origin = f"http://127.0.0.1:{other.port}"
+        moved = srv.serve_file("moved.csv", [_redirect(other.serve_file("cat.csv", [ok(payload)]))])
+        renamed = srv.serve_file("renamed.csv", [Step(301, headers=(("Location", "/files/cat.csv"),))])
+        srv.serve_file("cat.csv", [ok(payload)])
+        dest = tmp_path / "dl" / "cat.csv"
+        with pytest.raises(FetchError) as err:
+            fetch_file(moved, dest, backoff_s=0.01)
+        msg = str(err.value)
+        assert moved in msg and f"redirect to another host refused: {other_origin}" in msg
+        assert other.file_count("cat.csv") == 0 and srv.file_count("moved.csv") == 1
+        assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
+
+        assert fetch_file(moved, dest, allow_redirect_hosts=[other_origin + "/"]).read_bytes() == payload
+        assert other.file_count("cat.csv") == 1
+
+        same = tmp_path / "dl" / "same.csv"
+        with caplog.at_level("WARNING", logger="deepmerge_da.fetch"):
+            fetch_file(renamed, same, record_sha256=True)  # a relative, same-host redirect: followed
+        assert same.read_bytes() == payload and srv.file_count("cat.csv") == 1
+    sidecar = same.with_name("same.csv.sha256")
+    assert sidecar.read_text() == f"{digest}  same.csv\n"
+    assert f"{same}" in caplog.text and "unverified" in caplog.text and digest in caplog.text
+    assert not dest.with_name("cat.csv.sha256").exists()  # only when asked
+    with pytest.raises(ValueError, match="allow_redirect_hosts"):
+        fetch_file(renamed, same, overwrite=True, allow_redirect_hosts=["ftp.example.org"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_written_files_honour_the_umask(server, tmp_path, umask):
+    sel = selection(["u"])
+    server.script(sel["ra"][0], [ok(make_jpeg(5))])
+    url = server.serve_file("cat.csv", [ok(b"id,ra,dec\n")])
+    old = os.umask(umask)
+    try:
+        write_text_atomic(tmp_path / "text.txt", "x")
+        fetch_cutouts(sel, tmp_path / "c", server.base_url, **FAST)
+        fetch_file(url, tmp_path / "cat.csv", record_sha256=True)
+    finally:
+        os.umask(old)
+    written = [tmp_path / "text.txt", tmp_path / "c/nonmergers/u.jpeg", tmp_path / "c/manifest.csv",
+               tmp_path / "c/catalogue.csv", tmp_path / "cat.csv", tmp_path / "cat.csv.sha256"]
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: oct(0o666 & ~umask)
+                                                                               for p in written}
+
+
+@pytest.mark.slow
+def test_catalogue_rule_allows_listed_redirect_hosts_and_records_unverified_digests(tmp_path):
+    wf = copy_workflow(tmp_path)
+    darg = b"ra1,dec1,stage\n10.0,1.0,3\n"
+    gz1 = b"ID,RAdeg,DEdeg,zsp,P_MG\n1,20.0,1.0,0.05,0.0\n"
+    targets = ["results/data/sdss/darg_mergers.csv", "results/data/sdss/nonmergers.csv"]
+    with FaultServer() as srv, FaultServer() as mirror:
+        mirror_origin = f"http://127.0.0.1:{mirror.port}"
+        catalogues = {"darg_url": srv.serve_file("darg.csv", [_redirect(mirror.serve_file("darg.csv", [ok(darg)]))]),
+                      "darg_format": "csv", "gz1_url": srv.serve_file("gz1.csv", [ok(gz1)]),
+                      "gz1_sha256": hashlib.sha256(gz1).hexdigest()}
+        config = {"data": {"seed": 1, "pairs": {"sim2real": {"source": "remote", "filters": ["i", "r", "g"],
+                                                             "synthetic": {}}},
+                           "remote": {"catalogues": catalogues}}}
+        (wf / "c.yaml").write_text(yaml.safe_dump(config))
+        refused = snakemake(wf, *targets, "--configfile", "c.yaml")
+        assert refused.returncode != 0
+        log = (wf / "logs/fetch/catalogues.log").read_text()
+        assert f"redirect to another host refused: {mirror_origin}" in log and catalogues["darg_url"] in log
+        assert mirror.file_count("darg.csv") == 0
+
+        catalogues["allow_redirect_hosts"] = [mirror_origin]
+        (wf / "c.yaml").write_text(yaml.safe_dump(config))
+        run = snakemake(wf, *targets, "--configfile", "c.yaml")
+        assert run.returncode == 0, run.stderr[-3000:]
+    sdss = wf / "results/data/sdss"
+    assert (sdss / "darg_mergers.csv").read_bytes() == darg and (sdss / "nonmergers.csv").read_bytes() == gz1
+    # no darg_sha256 configured: the digest is recorded beside the file, with a warning; gz1 was verified
+    digest = hashlib.sha256(darg).hexdigest()
+    assert (sdss / "darg_mergers.csv.sha256").read_text() == f"{digest}  darg_mergers.csv\n"
+    assert not (sdss / "nonmergers.csv.sha256").exists()
+    log = (wf / "logs/fetch/catalogues.log").read_text()
+    assert "WARNING" in log and "unverified" in log and digest in log

@@ -9,6 +9,10 @@
   the paper draws 3000 at random with f_m = P_MG < 0.2 and 0.005 < z < 0.1.  ``ID`` names the
   cutout ``nonmergers/<ID>.jpeg``.
 
+* Your own objects: a catalogue CSV with ``id`` (or ``object_id``), ``ra``, ``dec`` (degrees), ``label``
+  (``1``/``merger`` or ``0``/``non-merger``; or one label for every row) and optionally ``z``
+  (:func:`read_catalogue_csv`).
+
 The selection table has the columns :data:`SELECTION_COLUMNS`:
 ``object_id, ra, dec, label (1 merger / 0 non-merger), subdir ("mergers"/"nonmergers"), z``.
 
@@ -26,11 +30,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 SELECTION_COLUMNS = ["object_id", "ra", "dec", "label", "subdir", "z"]
 MERGER_SUBDIR = "mergers"
 NONMERGER_SUBDIR = "nonmergers"
+# label values of a catalogue CSV (lower case): 1 = merger, 0 = non-merger
+LABEL_VALUES = {"1": 1, "1.0": 1, "merger": 1, "0": 0, "0.0": 0, "non-merger": 0, "nonmerger": 0, "non_merger": 0}
 
 
 class CatalogueError(ValueError):
@@ -322,18 +330,64 @@ def build_selection(darg_path: str | os.PathLike, gz1_path: str | os.PathLike, *
     return Selection(table, bad, m.notes + nm.notes)
 
 
+def read_catalogue_csv(path: str | os.PathLike, label: int | None = None) -> Selection:
+    """A catalogue CSV of your own objects as a selection (mergers to ``mergers/``, the others to ``nonmergers/``).
+
+    Columns (names case-insensitive): ``id`` or ``object_id``, ``ra`` and ``dec`` in degrees, ``label``
+    (``1``/``merger``, ``0``/``non-merger``) unless ``label`` (1 or 0) is every row's, and optionally ``z``.  A
+    file with a label column and a ``label`` argument is an error.  Rows with an unknown label, or a bad id or
+    position (as :func:`select_mergers`), are dropped and returned in ``bad``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogueError(f"catalogue file not found: {path}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        raise CatalogueError(f"cannot read catalogue {path}: {exc}") from exc
+    lower = {str(c).strip().lower(): c for c in df.columns}
+    cols = {key: next((lower[n] for n in names if n in lower), None)
+            for key, names in (("id", ("id", "object_id")), ("ra", ("ra",)), ("dec", ("dec",)),
+                               ("label", ("label",)), ("z", ("z",)))}
+    missing = [k for k in ("id", "ra", "dec") if cols[k] is None]
+    if missing:
+        raise CatalogueError(f"catalogue {path} has no column {', '.join(map(repr, missing))} (a catalogue needs id, "
+                             f"ra and dec in degrees; columns: {', '.join(map(str, df.columns)) or 'none'})")
+    if cols["label"] is not None and label is not None:
+        raise CatalogueError(f"catalogue {path} has a label column {cols['label']!r}: a label for every row would "
+                             f"override it")
+    if cols["label"] is None and label is None:
+        raise CatalogueError(f"catalogue {path} has no column 'label' (1 / merger, 0 / non-merger) and no label was "
+                             f"given for every row")
+    bad: list[tuple[str, str]] = []
+    if label is not None:
+        labels = pd.Series(int(label), index=df.index)
+    else:
+        text = df[cols["label"]].str.strip().str.lower()
+        labels = text.map(LABEL_VALUES)
+        for oid, value in zip(df.loc[labels.isna(), cols["id"]], df.loc[labels.isna(), cols["label"]]):
+            bad.append((oid.strip() or "<no id>", f"label {value!r} is not 1 / merger or 0 / non-merger"))
+            log.warning("%s: dropping %s: %s", path, *bad[-1])
+        df, labels = df.loc[labels.notna()], labels.loc[labels.notna()].astype(int)
+    df = df.assign(_label=labels)
+    df = _clean_rows(df, cols["id"], cols["ra"], cols["dec"], "catalogue", bad)
+    z = (pd.to_numeric(df[cols["z"]], errors="coerce").to_numpy(float) if cols["z"] is not None
+         else np.full(len(df), np.nan))
+    lab = df["_label"].to_numpy(np.int64)
+    table = pd.DataFrame({"object_id": df["_object_id"].to_numpy(), "ra": df["_ra"].to_numpy(),
+                          "dec": df["_dec"].to_numpy(), "label": lab,
+                          "subdir": np.where(lab == 1, MERGER_SUBDIR, NONMERGER_SUBDIR), "z": z},
+                         columns=SELECTION_COLUMNS)
+    notes = [f"{path}: {int((lab == 1).sum())} mergers and {int((lab == 0).sum())} non-mergers of "
+             f"{len(lab) + len(bad)} rows"]
+    return Selection(table.reset_index(drop=True), bad, notes)
+
+
 def write_selection(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a selection table as CSV atomically (temporary name in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def read_selection(path: str | os.PathLike) -> pd.DataFrame:

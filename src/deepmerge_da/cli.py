@@ -6,6 +6,7 @@ of it by hand (the Snakemake rules call the same functions).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
@@ -24,6 +25,7 @@ EPILOG = """examples:
   deepmerge-da lr-scan --source source.h5 --target target.h5 --pair sim2sim --network deepmerge \\
       --method noda --out scan.csv --plot scan.png
   deepmerge-da info run/model.pt
+  deepmerge-da fetch my_galaxies.csv --out cutouts/
   deepmerge-da predict 'cutouts/*.jpeg' my_galaxies.csv --model run/model.pt --model run2/model.pt \
       --out predictions.csv
 """
@@ -96,6 +98,49 @@ def _cmd_predict(args) -> None:
     n_skipped = len(df.attrs.get("skipped", []))
     print(f"{len(df)} classified, {int((df['label'] == 'merger').sum())} mergers (p_merger >= {args.threshold}), "
           f"{n_skipped} skipped -> {args.out}" + (f" (skipped: {skipped_path(args.out)})" if n_skipped else ""))
+
+
+def _count_or_all(text: str) -> int | None:
+    """A positive count, or None for 'all' (an argparse type)."""
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive count or 'all': {text!r}")
+    return int(text)
+
+
+def _cmd_fetch(args) -> None:
+    import logging
+
+    from .catalogues import LABEL_VALUES, build_selection, read_catalogue_csv
+    from .fetch import fetch_cutout_dir
+
+    if args.catalogue is not None and (args.darg or args.gz1):
+        raise ValueError("give a catalogue CSV or --darg and --gz1, not both")
+    if args.catalogue is not None:
+        sel = read_catalogue_csv(args.catalogue, label=None if args.label is None else LABEL_VALUES[args.label])
+        catalogue_files = [args.catalogue]
+    elif args.darg and args.gz1:
+        sel = build_selection(args.darg, args.gz1, n_nonmergers=args.n_nonmergers, seed=args.seed)
+        catalogue_files = [args.darg, args.gz1]
+    else:
+        raise ValueError("give a catalogue CSV, or both --darg and --gz1")
+    for note in sel.notes:
+        logging.getLogger("deepmerge_da.catalogues").info(note)
+    if not len(sel.table):
+        raise ValueError(f"no usable object in {', '.join(catalogue_files)} ({len(sel.bad)} rows dropped)")
+    try:
+        report = fetch_cutout_dir(
+            sel, args.out, catalogue_files=catalogue_files, base_url=args.base_url, concurrency=args.concurrency,
+            rate_per_s=args.rate_per_s or None, timeout_s=args.timeout_s, max_retries=args.max_retries,
+            backoff_s=args.backoff_s, max_fail_fraction=args.max_fail_fraction, progress=not args.no_progress,
+            allow_redirect_hosts=args.allow_redirect_host)
+    except KeyboardInterrupt:
+        print(f"deepmerge-da fetch: interrupted; {args.out}/manifest.csv says what was fetched; run the same command "
+              f"again to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(f"{report.n_ok} fetched, {report.n_skipped} already there, {report.n_failed} failed of {report.n_total} "
+          f"cutouts ({len(sel.bad)} catalogue rows dropped) -> {args.out} (manifest: {report.manifest_path})")
 
 
 def _cmd_info(args) -> None:
@@ -176,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_cmd_evaluate)
 
-    from .fetch import DEFAULT_BASE_URL
+    from .fetch import DEFAULT_BASE_URL, fetch_cutouts
 
     p = sub.add_parser(
         "predict", help="classify your own cutouts (FITS, JPEG/PNG, NPY, or a catalogue CSV) with checkpoints",
@@ -216,6 +261,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sdss-base-url", default=DEFAULT_BASE_URL, help="SDSS cutout service (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
+
+    fetch_defaults = {k: v.default for k, v in inspect.signature(fetch_cutouts).parameters.items()}
+    p = sub.add_parser(
+        "fetch", help="download SDSS cutouts for a catalogue into a cutout directory the workflow reads",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Download one SDSS SkyServer JPEG cutout (128 x 128 px, 0.396127 arcsec/px) per catalogue\n"
+                    "object into a directory laid out as the workflow reads one (data.sdss.cutout_dir, with\n"
+                    "data.pairs.sim2real.source: local), with the downloader of the workflow's fetch_sdss_cutouts\n"
+                    "rule: a few requests in flight, a global rate limit, retries with exponential backoff after\n"
+                    "timeouts, connection errors, HTTP 5xx and 429, and every answer checked (empty, not a JPEG,\n"
+                    "truncated, blank sky or the wrong size is a failure, never kept).",
+        epilog="inputs (one of):\n"
+               "  CATALOGUE         a CSV: id (or object_id), ra, dec (degrees), label (1 / merger, 0 / non-merger;\n"
+               "                    or --label for every row), optionally z; column names are case-insensitive.\n"
+               "                    Rows with a bad id, position or label are dropped with a warning.\n"
+               "  --darg, --gz1     the paper's selection, as the workflow makes it (rule select_sdss_objects): the\n"
+               "                    Darg et al. (2010) post-mergers (stage 3; FITS or CSV) and a seeded random subset\n"
+               "                    (--n-nonmergers, --seed) of the Galaxy Zoo 1 non-mergers with f_m < 0.2 and\n"
+               "                    0.005 < z < 0.1 (CSV: ID, RAdeg, DEdeg, zsp, P_MG).\n"
+               "outputs (in --out):\n"
+               "  mergers/<id>.jpeg, nonmergers/<id>.jpeg\n"
+               "                    one valid cutout per object, only ever complete under its final name\n"
+               "  catalogue.csv     the objects: object_id, ra, dec, label, subdir, z\n"
+               "  manifest.csv      one row per object: status (ok, failed, skipped_existing, pending), reason,\n"
+               "                    attempts, bytes; rewritten every 10 s and when interrupted\n"
+               "  fetched.json      written last, only when at most --max-fail-fraction failed: the counts, the\n"
+               "                    failure reasons and the SHA-256 of the input catalogues\n"
+               "resume:\n"
+               "  Run the same command again: cutouts already there and valid are not requested again; missing,\n"
+               "  invalid and failed ones are. An interrupted fetch (Ctrl-C, SIGTERM) writes manifest.csv first.\n"
+               "exit status: 0; 2 when an input is wrong or more than --max-fail-fraction of the objects failed (what\n"
+               "was fetched, and manifest.csv, stay).\n"
+               "examples:\n"
+               "  deepmerge-da fetch my_galaxies.csv --out cutouts/ --rate-per-s 2\n"
+               "  deepmerge-da fetch --darg darg_mergers.fits --gz1 nonmergers.csv --n-nonmergers 3000 --out sdss/\n"
+               "  then, in a config: data: {sdss: {cutout_dir: sdss/}, pairs: {sim2real: {source: local, ...}}}")
+    p.add_argument("catalogue", nargs="?", metavar="CATALOGUE", help="catalogue CSV (id, ra, dec, label[, z])")
+    p.add_argument("--label", choices=["merger", "non-merger"],
+                   help="the label of every row of a CATALOGUE without a label column")
+    p.add_argument("--darg", metavar="FILE", help="Darg et al. (2010) merger catalogue (ra1, dec1, stage[, specz1])")
+    p.add_argument("--gz1", metavar="FILE", help="Galaxy Zoo 1 non-merger table (ID, RAdeg, DEdeg, zsp, P_MG[, SDSS])")
+    p.add_argument("--n-nonmergers", type=_count_or_all, default=3000, metavar="N",
+                   help="size of the seeded random subset of non-mergers (default 3000, as the paper; 'all': every one "
+                        "that passes the cuts)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of that subset (default 1, data.seed of the default config)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the cutout directory to fill (created if missing)")
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL, metavar="URL",
+                   help="SDSS cutout service (default %(default)s)")
+    p.add_argument("--concurrency", type=int, default=fetch_defaults["concurrency"], metavar="N",
+                   help="requests in flight (default %(default)s)")
+    p.add_argument("--rate-per-s", type=float, default=fetch_defaults["rate_per_s"], metavar="R",
+                   help="request starts per second, all together (default %(default)s; 0: no limit)")
+    p.add_argument("--timeout-s", type=float, default=fetch_defaults["timeout_s"], metavar="S",
+                   help="seconds to wait for an answer (default %(default)s)")
+    p.add_argument("--max-retries", type=int, default=fetch_defaults["max_retries"], metavar="N",
+                   help="retries after a timeout, connection error, HTTP 5xx or 429 (default %(default)s)")
+    p.add_argument("--backoff-s", type=float, default=fetch_defaults["backoff_s"], metavar="S",
+                   help="first retry delay, doubled at each retry, plus up to 10%% jitter; a Retry-After header is "
+                        "honoured up to 60 s (default %(default)s)")
+    p.add_argument("--max-fail-fraction", type=float, default=fetch_defaults["max_fail_fraction"], metavar="F",
+                   help="largest fraction of objects that may fail before the command fails (default %(default)s)")
+    p.add_argument("--allow-redirect-host", action="append", default=[], metavar="ORIGIN",
+                   help="scheme://host[:port] that a redirect may lead to besides the service's own; repeatable "
+                        "(default: none, a redirect to another host fails that object)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("info", help="print a checkpoint's metadata")
     p.add_argument("checkpoint")

@@ -21,37 +21,46 @@
 * resume: an object whose file exists and validates is not requested again
   (``skipped_existing``); an existing invalid file is re-fetched (and removed if that fails);
   ``.part`` files left by a killed run are removed at start (one fetch per ``out_dir`` at a time);
+* a row whose file cannot be stored (an id too long for a file name, a directory in the way, a full disk:
+  any ``OSError``) fails alone, with the reason ``cannot store <subdir>/<id>.jpeg: <error>``;
+* redirects are followed only to the service's own origin (scheme, host and port) and to the origins listed in
+  ``allow_redirect_hosts``; a redirect elsewhere fails the object (``redirect to another host refused: ...``),
+  without a retry.  :func:`fetch_file` does the same;
 * ``out_dir/manifest.csv`` (atomic temp + rename) records every object -- ``object_id, subdir,
   url, status (ok / failed / skipped_existing / pending), reason, attempts, bytes`` -- and is
   rewritten every ``manifest_every_s`` seconds, at the end, and on KeyboardInterrupt / SIGTERM
   (``pending``: not finished when interrupted); ``out_dir/catalogue.csv`` holds the selection,
   so the directory describes itself;
-* when more than ``max_fail_fraction`` of the objects failed, :class:`FetchError` is raised
+* when more than ``max_fail_fraction`` of the objects failed, :class:`BatchFetchError` is raised
   (after the manifest is written) naming the base URL, the count and fraction, and the manifest.
+
+:func:`fetch_cutout_dir` wraps :func:`fetch_cutouts` for the layout of a local cutout directory
+(:mod:`deepmerge_da.sdss_local`): ``mergers/``, ``nonmergers/`` and, last, ``fetched.json``.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
 import io
+import json
 import logging
 import os
 import random
 import signal
-import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 import requests
 from PIL import Image
 
-from .atomic import PART_SUFFIX, atomic_path
+from .atomic import atomic_path, mkstemp_beside, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,8 @@ SDSS_PIXEL_SCALE = 0.396127  # arcsec / pixel, SkyServer default
 DEFAULT_BASE_URL = "https://skyserver.sdss.org/dr15/SkyServerWS/ImgCutout/getjpeg"
 USER_AGENT = "deepmerge-da/0.1 (research reproduction of DeepMerge II; python-requests)"
 MANIFEST_COLUMNS = ["object_id", "subdir", "url", "status", "reason", "attempts", "bytes"]
+SUMMARY_NAME = "fetched.json"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # An image is blank when its pixel standard deviation (0..255 scale, all channels) is below
 # BLANK_STD, or when at least BLANK_FRACTION of its pixels are within BLANK_TOLERANCE of the
@@ -79,6 +90,10 @@ class FetchError(RuntimeError):
 
 class ChecksumError(FetchError):
     """A downloaded file does not have the expected SHA-256 digest."""
+
+
+class BatchFetchError(FetchError, ValueError):
+    """More of a batch failed than allowed (a ValueError, so the command line reports it in one line)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,6 +301,45 @@ def _classify(exc: BaseException) -> Exception:
     return _Permanent(f"request error: {type(exc).__name__}: {exc}")
 
 
+def url_origin(url: str) -> str:
+    """``scheme://host:port`` of a URL: the scheme and host in lower case, the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{parts.port or _DEFAULT_PORTS.get(scheme)}"
+
+
+def allowed_origins(url: str, allow_redirect_hosts: Iterable[str] = ()) -> frozenset[str]:
+    """The origins a request for ``url`` may be redirected to: its own and each ``scheme://host[:port]`` given."""
+    origins = {url_origin(url)}
+    for entry in allow_redirect_hosts or ():
+        parts = urlsplit(str(entry))
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+                or parts.query or parts.fragment or parts.username is not None:
+            raise ValueError(f"allow_redirect_hosts entry {entry!r} is not an origin scheme://host[:port] "
+                             f"(e.g. https://data.example.org)")
+        origins.add(url_origin(str(entry)))
+    return frozenset(origins)
+
+
+def _get(session: requests.Session, url: str, origins: frozenset[str], *, timeout_s: float,
+         stream: bool = False) -> requests.Response:
+    """GET ``url``, following redirects (as requests would) only to ``origins``; a redirect elsewhere is final."""
+    resp = session.get(url, timeout=timeout_s, stream=stream, allow_redirects=False)
+    for _ in range(session.max_redirects):
+        target = resp.next  # set by requests for a redirect when it does not follow it
+        if target is None:
+            return resp
+        resp.close()
+        origin = url_origin(target.url)
+        if origin not in origins:
+            raise _Permanent(f"redirect to another host refused: {origin} (not in allow_redirect_hosts)")
+        resp = session.send(target, timeout=timeout_s, stream=stream, allow_redirects=False)
+    resp.close()
+    raise _Permanent(f"more than {session.max_redirects} redirects")
+
+
 def _with_retries(attempt: Callable[[], object], *, max_retries: int, backoff_s: float,
                   limiter: RateLimiter | None, stop: threading.Event, rng: random.Random
                   ) -> tuple[object | None, int, str | None]:
@@ -404,6 +458,15 @@ class FetchReport:
     def as_dataframe(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.results], columns=MANIFEST_COLUMNS)
 
+    def write_summary(self, path: str | os.PathLike, catalogue_files: Iterable[str | os.PathLike] = ()) -> Path:
+        """Write the counts, failure reasons and the SHA-256 of each catalogue the objects came from as JSON."""
+        summary = {"base_url": self.base_url, "manifest": str(self.manifest_path), "objects": self.n_total,
+                   "fetched": self.n_ok, "kept_existing": self.n_skipped, "failed": self.n_failed,
+                   "failure_reasons": dict(self.failure_reasons), "elapsed_s": round(self.elapsed_s, 1),
+                   "catalogues": {str(f): sha256_file(f) for f in catalogue_files}}
+        write_text_atomic(path, json.dumps(summary, indent=1) + "\n")
+        return Path(path)
+
 
 def _normalise_selection(selection) -> pd.DataFrame:
     if hasattr(selection, "table") and isinstance(selection.table, pd.DataFrame):
@@ -439,15 +502,18 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
                   max_retries: int = 4, backoff_s: float = 1.0, max_fail_fraction: float = 0.05,
                   progress: bool = True, *, manifest_every_s: float = 10.0,
                   session: requests.Session | None = None, handle_sigterm: bool = True,
-                  seed: int | None = None) -> FetchReport:
+                  seed: int | None = None, allow_redirect_hosts: Iterable[str] = ()) -> FetchReport:
     """Download one validated JPEG cutout per selected object; see the module docstring.
 
     ``selection``: a DataFrame (or :class:`~deepmerge_da.catalogues.Selection`, or the path of a
     selection CSV) with at least ``object_id, ra, dec, subdir``.  Objects with a non-finite or
-    out-of-range position are failed without a request.  Returns a :class:`FetchReport`; raises
-    :class:`FetchError` (carrying ``.report``) when ``failed / total > max_fail_fraction``.
+    out-of-range position are failed without a request.  ``allow_redirect_hosts``: origins
+    (``scheme://host[:port]``) besides ``base_url``'s that a redirect may lead to.  Returns a
+    :class:`FetchReport`; raises :class:`BatchFetchError` (carrying ``.report``) when
+    ``failed / total > max_fail_fraction``.
     """
     t0 = time.monotonic()
+    origins = allowed_origins(base_url, allow_redirect_hosts)
     df = _normalise_selection(selection)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -482,26 +548,27 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
     rng_lock = threading.Lock()
     master_rng = random.Random(seed)
 
-    def work(i: int) -> FetchResult:
-        r = results[i]
-        dest = out / r.subdir / f"{r.object_id}.jpeg"
-        res = FetchResult(r.object_id, r.subdir, r.url, "pending")
+    def fetch_one(r: FetchResult, dest: Path, res: FetchResult) -> None:
+        """Fetch one object into ``res``; file system errors propagate."""
+        try:
+            existing = os.stat(dest)  # not Path.exists: an error other than 'no such file' must surface here
+        except FileNotFoundError:
+            existing = None
         existing_reason = None
-        if dest.exists():
+        if existing is not None:
             chk = check_jpeg_file(dest, size)
             if chk.ok:
-                res.status, res.bytes = "skipped_existing", dest.stat().st_size
-                return res
+                res.status, res.bytes = "skipped_existing", existing.st_size
+                return
             existing_reason = chk.reason
             log.info("%s exists but is invalid (%s): fetching it again", dest, chk.reason)
         if stop.is_set():
-            return res
+            return
         with rng_lock:
             rng = random.Random(master_rng.random())
 
         def attempt() -> bytes:
-            s = sessions.get()
-            resp = s.get(r.url, timeout=timeout_s)
+            resp = _get(sessions.get(), r.url, origins, timeout_s=timeout_s)
             try:
                 _check_status(resp)
                 return resp.content
@@ -512,7 +579,7 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
             data, attempts, reason = _with_retries(attempt, max_retries=max_retries, backoff_s=backoff_s,
                                                    limiter=limiter, stop=stop, rng=rng)
         except _Stopped:
-            return res
+            return
         res.attempts = attempts
         if reason is None:
             res.bytes = len(data)
@@ -520,7 +587,7 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
             if chk.ok:
                 _write_atomic_bytes(dest, data)
                 res.status = "ok"
-                return res
+                return
             reason = chk.reason
         res.status, res.reason = "failed", reason
         if existing_reason is not None:
@@ -528,6 +595,14 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
                 dest.unlink()
             except FileNotFoundError:
                 pass
+
+    def work(i: int) -> FetchResult:
+        r = results[i]
+        res = FetchResult(r.object_id, r.subdir, r.url, "pending")
+        try:
+            fetch_one(r, out / r.subdir / f"{r.object_id}.jpeg", res)
+        except OSError as exc:  # this row only: raised, it would cancel every other row
+            res.status, res.reason = "failed", f"cannot store {r.subdir}/{r.object_id}.jpeg: {exc.strerror or exc}"
         return res
 
     todo = [i for i, r in enumerate(results) if r.status == "pending"]
@@ -598,10 +673,30 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
              report.n_ok, report.n_skipped, report.n_failed, report.n_total, base_url, report.elapsed_s)
     if report.n_failed and report.failed_fraction > max_fail_fraction:
         reasons = ", ".join(f"{k}: {v}" for k, v in report.failure_reasons.most_common(5))
-        raise FetchError(
+        raise BatchFetchError(
             f"{report.n_failed} of {report.n_total} cutouts ({report.failed_fraction:.1%}) failed to "
             f"download from {base_url}, more than the allowed {max_fail_fraction:.1%} ({reasons}); "
             f"see the manifest {manifest_path}", report)
+    return report
+
+
+def fetch_cutout_dir(selection, out_dir: str | os.PathLike, *, catalogue_files: Iterable[str | os.PathLike] = (),
+                     **fetch_options) -> FetchReport:
+    """Fetch ``selection`` into a local cutout directory, the layout :mod:`deepmerge_da.sdss_local` reads.
+
+    ``out_dir`` gets ``mergers/`` and ``nonmergers/`` (both, even if one class is empty), ``catalogue.csv``
+    and ``manifest.csv`` from :func:`fetch_cutouts` (called with ``fetch_options``), and last, only when the
+    fetch succeeded, ``fetched.json`` (:meth:`FetchReport.write_summary`, with the SHA-256 of
+    ``catalogue_files``), which marks a complete fetch; a stale one is removed first.
+    """
+    from .catalogues import MERGER_SUBDIR, NONMERGER_SUBDIR
+
+    out = Path(out_dir)
+    for sub in (MERGER_SUBDIR, NONMERGER_SUBDIR):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    (out / SUMMARY_NAME).unlink(missing_ok=True)
+    report = fetch_cutouts(selection, out, **fetch_options)
+    report.write_summary(out / SUMMARY_NAME, catalogue_files)
     return report
 
 
@@ -619,19 +714,27 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 
 def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, timeout_s: float = 60,
                max_retries: int = 4, backoff_s: float = 1.0, session: requests.Session | None = None,
-               chunk_size: int = 1 << 16, overwrite: bool = False) -> Path:
+               chunk_size: int = 1 << 16, overwrite: bool = False, allow_redirect_hosts: Iterable[str] = (),
+               record_sha256: bool = False) -> Path:
     """Download ``url`` to ``dest`` (temporary name + rename) with retries and an optional SHA-256 check.
 
     An existing ``dest`` is kept when ``sha256`` is None (unless ``overwrite``) or when it matches.
     A digest mismatch raises :class:`ChecksumError` naming the file, the expected and the actual
     digest, and leaves no file at ``dest`` (nor any temporary file).  Other failures raise
-    :class:`FetchError` naming the URL and the reason.
+    :class:`FetchError` naming the URL and the reason; a redirect to an origin other than ``url``'s
+    and those in ``allow_redirect_hosts`` is one.  Without ``sha256`` a download is logged as
+    unverified, with its digest; ``record_sha256`` then also writes the digest of ``dest`` to
+    ``<dest>.sha256`` (``sha256sum`` format), whether downloaded or kept.
     """
+    origins = allowed_origins(url, allow_redirect_hosts)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     expected = sha256.lower() if sha256 else None
+    sidecar = dest.with_name(f"{dest.name}.sha256")
     if dest.exists() and not overwrite:
         if expected is None or sha256_file(dest) == expected:
+            if expected is None and record_sha256:
+                write_text_atomic(sidecar, f"{sha256_file(dest)}  {dest.name}\n")
             return dest
         log.info("%s exists with the wrong checksum: downloading it again", dest)
     _remove_stale_parts(dest.parent, prefix=f".{dest.name}.")
@@ -641,10 +744,10 @@ def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, 
         s.headers["User-Agent"] = USER_AGENT
 
     def attempt() -> tuple[str, str]:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=PART_SUFFIX, dir=dest.parent)
+        fd, tmp = mkstemp_beside(dest)
         h = hashlib.sha256()
         try:
-            with os.fdopen(fd, "wb") as fh, s.get(url, timeout=timeout_s, stream=True) as resp:
+            with os.fdopen(fd, "wb") as fh, _get(s, url, origins, timeout_s=timeout_s, stream=True) as resp:
                 _check_status(resp)
                 for chunk in resp.iter_content(chunk_size):
                     fh.write(chunk)
@@ -675,4 +778,9 @@ def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, 
         raise ChecksumError(f"checksum mismatch for {dest} (from {url}): expected sha256 {expected}, "
                             f"got {actual}; the file was removed")
     os.replace(tmp, dest)
+    if expected is None:
+        if record_sha256:
+            write_text_atomic(sidecar, f"{actual}  {dest.name}\n")
+        log.warning("%s: downloaded from %s without a sha256 to check, so unverified; its sha256 is %s%s", dest, url,
+                    actual, f" (recorded in {sidecar})" if record_sha256 else "")
     return dest

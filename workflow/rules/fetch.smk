@@ -6,7 +6,8 @@
 #   SDSS_FETCH_DIR, laid out as a local cutout directory; import_sdss_cutouts (data.smk) reads it.
 #   The cutout directory is not a Snakemake output (Snakemake would delete it on failure): a failed or
 #   killed fetch keeps every valid cutout and its manifest.csv, and a rerun requests only the others.
-#   fetched.json, written last, marks a complete fetch.
+#   fetched.json, written last, marks a complete fetch (with the catalogues' SHA-256). `deepmerge-da fetch` makes
+#   the same directory by hand (src/deepmerge_da/fetch.py: fetch_cutout_dir).
 # * data.pairs.<pair>.source: published -- the authors' prepared arrays (DeepMerge II, Zenodo record
 #   doi:10.5281/zenodo.4507941; DeepMerge I, MAST HLSP "deepmerge"), files listed with their URLs and
 #   SHA-256 in data.published.files, downloaded and verified (fetch_published_images) and converted
@@ -36,6 +37,7 @@ if SIM2REAL_SOURCE == "remote":
             darg_sha256=REMOTE_CATALOGUES.get("darg_sha256"),
             gz1_url=REMOTE_CATALOGUES.get("gz1_url"),
             gz1_sha256=REMOTE_CATALOGUES.get("gz1_sha256"),
+            allow_redirect_hosts=REMOTE_CATALOGUES.get("allow_redirect_hosts", []),
         log:
             "logs/fetch/catalogues.log",
         resources:
@@ -80,6 +82,7 @@ if SIM2REAL_SOURCE == "remote":
             max_retries=REMOTE_SDSS.get("max_retries", 4),
             backoff_s=REMOTE_SDSS.get("backoff_s", 1.0),
             max_fail_fraction=REMOTE_SDSS.get("max_fail_fraction", 0.05),
+            allow_redirect_hosts=REMOTE_SDSS.get("allow_redirect_hosts", []),
         log:
             "logs/fetch/sdss_cutouts.log",
         resources:
