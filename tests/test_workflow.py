@@ -1,10 +1,12 @@
 """End to end: the whole grid of the default run on the tiny .test config, with real Snakemake, HDF5 files and
-training, run once per module; then what a second run and partial reruns would do.
+training, run once per session (the `tiny_run` fixture of conftest.py, shared with tests/test_report.py); then what
+a second run and partial reruns would do.
 
 What would run is read from Snakemake itself, two ways that must agree: the `plan` column of `--summary` (one
 row per output file) and the `Job stats` of `-n`. (`--list-changes params` is no help: in snakemake 9.27 it
 lists outputs of unchanged jobs too.)"""
 import json
+from importlib import metadata
 from pathlib import Path
 
 import h5py
@@ -14,27 +16,18 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import copy_workflow, job_stats, snakemake
+from conftest import TEST_CONFIG, job_stats, snakemake
 
-TEST_CONFIG = ".test/config/config.yaml"
 METRICS = ["auc", "accuracy", "precision", "recall", "f1", "brier"]
 SIM2SIM = {"deepmerge": ["noda", "mmd", "ada"], "resnet18": ["noda", "mmd", "ada"]}
 SIM2REAL = ["noda", "mmd", "tl_mmd", "target_only"]
 # The selection job of sim2sim, as planned_jobs names it (one table, one figure).
 SELECTION_SIM2SIM = {("selection", "results/tables/selection_sim2sim"),
                      ("selection", "results/figures/sim2sim/selection")}
+# The environment stamp is remade whenever a run is.
+ENVIRONMENT = ("environment", "results/environment")
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("tiny"))
-    dry = snakemake(workdir, "-n", "--configfile", TEST_CONFIG)
-    assert dry.returncode == 0, dry.stderr[-3000:]
-    run = snakemake(workdir, "--configfile", TEST_CONFIG, timeout=1200)
-    assert run.returncode == 0, run.stderr[-5000:]
-    return workdir
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -53,6 +46,8 @@ def assert_image(path: Path, min_width: int = 300) -> None:
 
 def test_prepared_data_and_runs(tiny_run):
     results = tiny_run / "results"
+    stamp = json.loads((results / "environment.json").read_text())
+    assert stamp["packages"]["torch"] == metadata.version("torch") and stamp["train_threads_per_job"] == 1
     for domain in ("source", "target"):
         with h5py.File(results / f"data/sim2sim/{domain}.h5") as f:
             assert f["images"].shape[1:] == (3, 75, 75) and f["images"].dtype == np.float32
@@ -187,26 +182,24 @@ def test_one_hyperparameter_reruns_only_its_runs_and_their_renders(tiny_run):
         ("figure_training_curves", "results/figures/sim2sim/training/resnet18_ada_seed1"),
         *{("figure_summary", f"results/figures/sim2sim/resnet18_{kind}") for kind in ("metrics", "roc", "scores")},
         ("table", "results/tables/table1_sim2sim"), ("table", "results/tables/tableB1_sim2sim_confusion"),
-        *SELECTION_SIM2SIM}
+        *SELECTION_SIM2SIM, ENVIRONMENT}
     assert dry_run_counts(tiny_run, "rerun.yaml") == {
         "train": 1, "evaluate": 1, "figure_training_curves": 1, "figure_summary": 3, "table": 2, "selection": 1,
-        "all": 1}
+        "environment": 1, "all": 1}
 
 
-def test_a_deleted_checkpoint_is_remade_when_named(tiny_run):
+def test_a_deleted_checkpoint_is_remade(tiny_run):
     model = "results/runs/sim2sim/deepmerge/noda/seed2/model.pt"
     (tiny_run / model).unlink()
     run = "results/runs/sim2sim/deepmerge/noda/seed2"
     rerun = {("train", run), ("evaluate", run),
              ("figure_training_curves", "results/figures/sim2sim/training/deepmerge_noda_seed2"),
              ("figure_summary", "results/figures/sim2sim/deepmerge_metrics"),
-             ("table", "results/tables/tableB2_sim2sim_seeds"), *SELECTION_SIM2SIM}
-    # A plain run does not notice: Snakemake (9.27) ignores a missing intermediate file while everything
-    # downstream of it is present and up to date (snakemake/snakemake#1978). Should that change, it must
-    # schedule exactly this run's jobs.
-    assert planned_jobs(tiny_run, TEST_CONFIG) in (set(), rerun)
-    # Naming the missing file beside the default target remakes it and what depends on it, nothing else.
-    assert planned_jobs(tiny_run, TEST_CONFIG, "all", model) == rerun
-    assert dry_run_counts(tiny_run, TEST_CONFIG, "all", model) == {
+             ("table", "results/tables/tableB2_sim2sim_seeds"), *SELECTION_SIM2SIM, ENVIRONMENT}
+    # A plain run remakes it and what depends on it, nothing else: the default target names every run's files,
+    # since Snakemake (9.27) by itself ignores a missing intermediate file while everything downstream of it is
+    # present and up to date (snakemake/snakemake#1978).
+    assert planned_jobs(tiny_run, TEST_CONFIG) == rerun
+    assert dry_run_counts(tiny_run, TEST_CONFIG) == {
         "train": 1, "evaluate": 1, "figure_training_curves": 1, "figure_summary": 1, "table": 1, "selection": 1,
-        "all": 1}
+        "environment": 1, "all": 1}

@@ -18,7 +18,7 @@ rule figure_examples:
         target="results/data/{pair}/target.h5",
     output:
         png=report("results/figures/{pair}/examples.png", caption="../report/examples.rst", category="{pair}",
-                   subcategory="data"),
+                   subcategory="data", labels={"figure": "example images"}),
         pdf="results/figures/{pair}/examples.pdf",
     params:
         **caption_params("examples"),
@@ -46,7 +46,8 @@ rule figure_summary:
         ),
     output:
         png=report("results/figures/{pair}/{network}_{summary}.png", caption="../report/summary.rst",
-                   category="{pair}", subcategory="{network} test metrics"),
+                   category="{pair}", subcategory="test metrics",
+                   labels={"network": "{network}", "figure": "{summary}"}),
         pdf="results/figures/{pair}/{network}_{summary}.pdf",
     params:
         **caption_params("summary"),
@@ -71,7 +72,7 @@ rule figure_tsne:
         target="results/data/{pair}/target.h5",
     output:
         png=report("results/figures/{pair}/tsne.png", caption="../report/tsne.rst", category="{pair}",
-                   subcategory="latent space and attention"),
+                   subcategory="latent space and attention", labels={"figure": "t-SNE"}),
         pdf="results/figures/{pair}/tsne.pdf",
     params:
         **caption_params("tsne"),
@@ -98,7 +99,7 @@ rule figure_gradcam:
         target="results/data/{pair}/target.h5",
     output:
         png=report("results/figures/{pair}/gradcam.png", caption="../report/gradcam.rst", category="{pair}",
-                   subcategory="latent space and attention"),
+                   subcategory="latent space and attention", labels={"figure": "Grad-CAM"}),
         pdf="results/figures/{pair}/gradcam.pdf",
     params:
         **caption_params("gradcam"),

@@ -12,8 +12,11 @@ rule table:
         csv=report(
             "results/tables/{table}.csv",
             caption="../report/table.rst",
-            category="Tables",
-            labels={"table": "{table}"},
+            category=lambda w: TABLES[w.table][1],
+            subcategory="tables",
+            labels=lambda w: {"table": w.table, "contents": {"metrics": "test metrics, first seed",
+                                                           "confusion": "confusion matrices, first seed",
+                                                           "seeds": "mean ± std over seeds"}[TABLES[w.table][0]]},
         ),
         md="results/tables/{table}.md",
         tex="results/tables/{table}.tex",
@@ -44,10 +47,10 @@ rule selection:
         histories=lambda w: run_files("history.csv", pair=w.pair),
     output:
         csv=report("results/tables/selection_{pair}.csv", caption="../report/selection.rst", category="{pair}",
-                   subcategory="model selection"),
+                   subcategory="model selection", labels={"output": "table"}),
         md="results/tables/selection_{pair}.md",
         png=report("results/figures/{pair}/selection.png", caption="../report/selection.rst", category="{pair}",
-                   subcategory="model selection"),
+                   subcategory="model selection", labels={"output": "figure"}),
     params:
         data_description=lambda w: describe_data(w.pair),
     log:
@@ -61,3 +64,29 @@ rule selection:
         ENV
     script:
         "../scripts/selection.py"
+
+
+# The environment that made this results/ tree (packages, CPU, threads, commit): remade whenever a run is.
+localrules:
+    environment,
+
+
+rule environment:
+    input:
+        metrics=lambda w: run_files("metrics.json"),
+    output:
+        report("results/environment.json", caption="../report/environment.rst", category="Run",
+               labels={"file": "environment stamp"}),
+    params:
+        train_threads=config["resources"].get("train_threads", 2),
+    log:
+        "logs/render/environment.log",
+    benchmark:
+        "benchmarks/render/environment.tsv"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        ENV
+    script:
+        "../scripts/environment.py"
