@@ -330,7 +330,6 @@ def test_fisher_module_learnable_centers_receive_gradient():
     module = FisherLoss(num_classes=3, feature_dim=5, lambda_w=0.1, lambda_b=1.0)
     assert isinstance(module.centers, torch.nn.Parameter)
     assert list(module.parameters()) == [module.centers]
-    assert module.centers.abs().max() < 0.1  # small initial values
     features = torch.randn(12, 5, requires_grad=True)
     labels = torch.arange(12) % 3
     loss = module(features, labels)
@@ -345,6 +344,14 @@ def test_fisher_module_batch_means():
     assert module.centers is None and not list(module.parameters())
     features, labels = torch.randn(10, 4), torch.arange(10) % 2
     torch.testing.assert_close(module(features, labels), fisher_loss(features, labels, form="difference"))
+
+
+def test_fisher_centers_start_at_unit_variance():
+    # The paper code's torch.randn: on the scale of batch-normalised features (0.01 * randn made the ratio ~1e4).
+    torch.manual_seed(0)
+    centers = FisherLoss(num_classes=2, feature_dim=2592).centers.detach()
+    assert abs(centers.mean().item()) < 0.05
+    assert 0.95 < centers.std().item() < 1.05
 
 
 def test_fisher_centers_seeded_by_global_rng():

@@ -82,6 +82,11 @@ class DomainClassifier(nn.Sequential):
 
     Outputs one logit per sample, shape (N, 1); ``torch.sigmoid`` of it is the probability of "source".
     Logits rather than probabilities so that the loss can use the numerically stable BCE-with-logits.
+
+    Under Adam every weight moves by about the learning rate per step, whatever its gradient, so a wide first
+    layer (2592 inputs for DeepMerge) moves the domain logits much faster than the feature extractor moves the
+    features: at the network's learning rate it wins the game within an epoch and the reversed gradient vanishes.
+    DeepMerge's presets therefore give it ``lr × 0.01`` (``dc_lr_mult``; docs/deviations.md #17).
     """
 
     def __init__(self, in_features: int, hidden: int = 1024, dropout: float = 0.5) -> None:

@@ -67,12 +67,21 @@ def fisher_loss(
 
 
 class FisherLoss(nn.Module):
-    """Module form of :func:`fisher_loss`.
+    r"""Module form of :func:`fisher_loss`.
 
     With ``learnable_centers=True`` the (num_classes, feature_dim) centres are an ``nn.Parameter``,
-    initialised from N(0, 0.01²) with the global torch RNG; like any parameter they must be given to the
-    optimizer (``model`` parameters alone do not include them). With ``learnable_centers=False`` the centres
-    are the batch class means and ``num_classes`` / ``feature_dim`` are not used.
+    initialised from N(0, 1) with the global torch RNG (the paper's code, ``torch.randn``); like any parameter
+    they must be given to the optimizer (``model`` parameters alone do not include them). With
+    ``learnable_centers=False`` the centres are the batch class means and ``num_classes`` / ``feature_dim`` are
+    not used.
+
+    Why unit-variance centres: for M centres drawn from N(0, s²) in d dimensions :math:`\mathrm{tr}(S_b)
+    \approx (M - 1) d s^2`, and for a batch of n features with mean square :math:`\langle h^2 \rangle` per
+    dimension :math:`\mathrm{tr}(S_w) \approx n d (\langle h^2 \rangle + s^2)`. Batch-normalised features have
+    :math:`\langle h^2 \rangle` of order one, so with s = 1 the term starts near
+    :math:`(\lambda_w / \lambda_b)\, n (\langle h^2 \rangle + 1) / (M - 1)` (DeepMerge on the default sim2sim
+    pair at the mmd_fisher_em preset: 1.3, with a gradient on the features half that of cross-entropy); with
+    s = 0.01 it starts 10⁴ times larger and swamps every other term (docs/deviations.md).
     """
 
     def __init__(
@@ -94,8 +103,8 @@ class FisherLoss(nn.Module):
         self.lambda_b = lambda_b
         self.form = form
         self.eps = eps
-        # Small, distinct starting points; the loss itself pulls each centre towards its class.
-        self.centers = nn.Parameter(0.01 * torch.randn(num_classes, feature_dim)) if learnable_centers else None
+        # Distinct starting points on the scale of batch-normalised features; the loss pulls each towards its class.
+        self.centers = nn.Parameter(torch.randn(num_classes, feature_dim)) if learnable_centers else None
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return fisher_loss(
