@@ -50,6 +50,7 @@ from torchvision import transforms as T
 
 from deepmerge_da.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
+from deepmerge_da.environment import cpu_model
 from deepmerge_da.h5io import SPLITS, ImageSet, write_image_set
 from deepmerge_da.methods import TransferObjective, uses_target
 from deepmerge_da.models import build_network
@@ -340,16 +341,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = yaml.safe_load(Path(args.config).read_text())
@@ -535,7 +526,7 @@ def main(argv=None) -> int:
 
     result = {
         "script": "benchmarks/train_throughput.py", "argv": sys.argv[1:],
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_name(),
+        "environment": {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_model(),
                         "cpu_count": os.cpu_count(), "threads": args.threads,
                         "loadavg_before": load_before, "loadavg_after": load_after,
                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},

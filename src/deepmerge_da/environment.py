@@ -79,10 +79,3 @@ def write_environment_stamp(path: str | os.PathLike, train_threads: int | None =
     write_text_atomic(path, json.dumps(stamp, indent=2) + "\n")
     return stamp
 
-
-def describe_stamp(stamp: dict) -> str:
-    """One line for a caption or a table footer."""
-    p = stamp["packages"]
-    return (f"commit {stamp['git_commit'] or 'unknown'}; Python {stamp['python']}, torch {p.get('torch')}, "
-            f"numpy {p.get('numpy')}; {stamp['cpu_model']} ({stamp['logical_cpus']} logical CPUs, "
-            f"{stamp['train_threads_per_job']} thread(s) per training job); {stamp['platform']}")
