@@ -21,7 +21,8 @@ from slurm_cluster import ClusterUnavailable, SlurmCluster
 
 # The tiny config, cut to two sim2sim runs: every kind of rule, few jobs.
 TEST_CONFIG = (".test/config/config.yaml", ".test/config/small.yaml")
-LOCAL_RULES = {"all", "table", "selection", "figure_examples", "figure_summary", "figure_training_curves"}
+LOCAL_RULES = {"all", "table", "selection", "environment", "figure_examples", "figure_summary",
+               "figure_training_curves"}
 SLURM_RUN_LIMIT_S = 360  # the tiny DAG through SLURM takes about 200 s on 2 cores (5 levels x the plugin's polls)
 NEEDS_MEMORY_MB = 4000  # the largest mem_mb of a rule (synthesize, prepare, train, evaluate)
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
