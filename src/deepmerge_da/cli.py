@@ -10,9 +10,8 @@ import inspect
 import json
 import sys
 
-import yaml
-
 from . import __version__
+from .config import load_yaml
 from .methods import METHODS
 from .selection import CRITERIA
 
@@ -34,7 +33,7 @@ EPILOG = """examples:
 def _cmd_synthesize(args) -> None:
     from .sources import synthesize_sim2real, synthesize_sim2sim
 
-    params = yaml.safe_load(open(args.params)) if args.params else {}
+    params = load_yaml(args.params) if args.params else {}
     if args.pair == "sim2sim":
         synthesize_sim2sim(params, seed=args.seed, threads=args.threads, source_path=args.source,
                            target_path=args.target)
@@ -54,7 +53,7 @@ def _cmd_train(args) -> None:
     from .config import load_presets, run_hyperparameters
     from .train import train_run
 
-    config = yaml.safe_load(open(args.config))
+    config = load_yaml(args.config)
     hp = run_hyperparameters(config, load_presets(config["presets_file"]), args.pair, args.network, args.method)
     hp.update(json.loads(args.set) if args.set else {})
     train_run(source=args.source, target=args.target, out_dir=args.out, pair=args.pair, network=args.network,
@@ -69,7 +68,7 @@ def _cmd_lr_scan(args) -> None:
     from .config import load_presets, run_hyperparameters
     from .lr_scan import lr_range_scan
 
-    config = yaml.safe_load(open(args.config))
+    config = load_yaml(args.config)
     hp = run_hyperparameters(config, load_presets(config["presets_file"]), args.pair, args.network, args.method)
     curve = lr_range_scan(source=args.source, target=args.target, network=args.network, method=args.method, hp=hp,
                           out_csv=args.out, epochs=args.epochs, lr_min=args.lr_min, lr_max=args.lr_max,
