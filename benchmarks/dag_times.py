@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from deepmerge_da.atomic import write_text_atomic
+from deepmerge_da.io.atomic import write_text_atomic
 
 
 def _number(text: str | None) -> float:

@@ -3,10 +3,10 @@
 
 Stages, called as the workflow's rules call them (workflow/rules/data.smk, workflow/scripts/*.py):
 
-* ``synthesize``: ``deepmerge_da.sources.synthesize_sim2sim(params, seed=, threads=, source_path=, target_path=)``
+* ``synthesize``: ``deepmerge_da.data.sources.synthesize_sim2sim(params, seed=, threads=, source_path=, target_path=)``
   renders each object once and observes it twice (source: PSF; target: PSF + sky noise), writing two raw HDF5
   files; galaxies/s counts objects (each object gives 2 images). Run for each ``--threads`` value.
-* ``prepare source`` / ``prepare target``: ``deepmerge_da.preprocess.prepare_file(raw, out, filters=,
+* ``prepare source`` / ``prepare target``: ``deepmerge_da.data.preprocess.prepare_file(raw, out, filters=,
   image_size=, fractions=, n_per_class=, seed=)`` (split, class-balancing augmentation, statistics);
   galaxies/s counts the raw objects read, ``images out`` the prepared rows written.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from deepmerge_da.atomic import write_text_atomic
+from deepmerge_da.io.atomic import write_text_atomic
 
 
 def _rss_mb_now() -> float:
@@ -48,8 +48,8 @@ def _stage(kind: str, kwargs: dict, queue) -> None:
     """Run one stage in this (child) process and put its timing and memory on ``queue``."""
     import resource
 
-    from deepmerge_da.preprocess import prepare_file
-    from deepmerge_da.sources import synthesize_sim2sim
+    from deepmerge_da.data.preprocess import prepare_file
+    from deepmerge_da.data.sources import synthesize_sim2sim
 
     raw_objects = None
     if kind == "prepare":

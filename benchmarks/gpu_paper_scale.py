@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Paper-scale training throughput on a GPU, and the projected wall time of the paper's whole grid.
 
-Measures, with OUR trainer (``deepmerge_da.train.train_one_epoch`` + ``TransferObjective`` + ``make_optimizer``,
+Measures, with OUR trainer (``deepmerge_da.training.loop.train_one_epoch`` + ``TransferObjective`` + ``make_optimizer``,
 hyperparameters from config/presets.yaml) on synthetic random 3 x 75 x 75 images resident on the device, batch
 128 (+128 target images for DA methods), the training throughput (images/s, source + target images per step)
 of DeepMerge and ResNet18 for the methods noda, mmd, ada, in these variants:
@@ -38,11 +38,11 @@ import numpy as np
 import torch
 import yaml
 
-from deepmerge_da.atomic import write_text_atomic
+from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
-from deepmerge_da.methods import TransferObjective, uses_target
-from deepmerge_da.models import build_network, count_trainable_parameters
-from deepmerge_da.train import DomainTensors, make_optimizer, predict_logits, seed_everything, train_one_epoch
+from deepmerge_da.nn.methods import TransferObjective, uses_target
+from deepmerge_da.nn.models import build_network, count_trainable_parameters
+from deepmerge_da.training.loop import DomainTensors, make_optimizer, predict_logits, seed_everything, train_one_epoch
 
 # ---- Paper scale (DeepMerge II, Ciprijanovic et al. 2021) -------------------------------------------------------
 IMAGE_SHAPE = (3, 75, 75)   # Sec. 4: three filters, 75 x 75 pixels in both pairs

@@ -16,9 +16,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from deepmerge_da.atomic import write_text_atomic
-from deepmerge_da.models import build_network
-from deepmerge_da.train import compile_for_training
+from deepmerge_da.io.atomic import write_text_atomic
+from deepmerge_da.nn.models import build_network
+from deepmerge_da.training.loop import compile_for_training
 
 
 def make_step(compiled: bool, x: torch.Tensor, y: torch.Tensor):

@@ -3,15 +3,15 @@
 
 For each (network, method) the script runs the same number of optimisation steps (after a short warm-up)
 
-* with OUR trainer: ``deepmerge_da.train.load_split`` (the whole train split as one contiguous, standardised
-  tensor) and ``deepmerge_da.train.train_one_epoch`` (batched random flips / 90-degree rotations by index);
+* with OUR trainer: ``deepmerge_da.training.loop.load_split`` (the whole train split as one contiguous, standardised
+  tensor) and ``deepmerge_da.training.loop.train_one_epoch`` (batched random flips / 90-degree rotations by index);
 * with a NAIVE baseline written the way such code usually is: a ``torch.utils.data.Dataset`` that reads ONE
   image at a time from the HDF5 file with h5py, standardises it, applies per-sample torchvision transforms
   (RandomHorizontalFlip, RandomVerticalFlip, random 90-degree rotation), and a
   ``DataLoader(batch_size=128, shuffle=True, num_workers=0)`` per domain; the objective (``TransferObjective``),
   optimiser and schedule (``make_optimizer``) and the step are the same, and so is the model, except that its
   pooling layers are ``nn.MaxPool2d(2)`` as usually written where ours are ``MaxPool2x2`` (the same results,
-  computed faster on CPU: ``deepmerge_da.pooling``).
+  computed faster on CPU: ``deepmerge_da.nn.pooling``).
 
 Images/s counts source + target images per optimisation step (a DA step of batch 128 sees 256 images).
 The machine may be shared: the trainers of one (network, method) are timed in alternating blocks of ``--steps``
@@ -48,14 +48,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from deepmerge_da.atomic import write_text_atomic
+from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
-from deepmerge_da.environment import cpu_model
-from deepmerge_da.h5io import SPLITS, ImageSet, write_image_set
-from deepmerge_da.methods import TransferObjective, uses_target
-from deepmerge_da.models import build_network
-from deepmerge_da.pooling import with_nn_max_pool2d
-from deepmerge_da.train import (DomainTensors, compile_for_training, load_split, make_optimizer, optimisation_step,
+from deepmerge_da.report.environment import cpu_model
+from deepmerge_da.io.hdf5 import SPLITS, ImageSet, write_image_set
+from deepmerge_da.nn.methods import TransferObjective, uses_target
+from deepmerge_da.nn.models import build_network
+from deepmerge_da.nn.pooling import with_nn_max_pool2d
+from deepmerge_da.training.loop import (DomainTensors, compile_for_training, load_split, make_optimizer, optimisation_step,
                                 seed_everything, train_one_epoch)
 
 PAIR = "sim2sim"

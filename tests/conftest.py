@@ -43,8 +43,8 @@ def job_stats(log: str) -> dict[str, int]:
 def write_toy_pair(directory: Path, n: int = 60, source_noise: float = 0.0) -> dict[str, Path]:
     """A prepared source/target pair of ``n`` 75x75 images each: mergers carry a bright central square; the
     target adds unit Gaussian noise (the source ``source_noise``). Filters a, b, c."""
-    from deepmerge_da.h5io import ImageSet, write_image_set
-    from deepmerge_da.preprocess import prepare_image_set
+    from deepmerge_da.io.hdf5 import ImageSet, write_image_set
+    from deepmerge_da.data.preprocess import prepare_image_set
 
     rng = np.random.default_rng(0)
     paths = {}

@@ -81,7 +81,7 @@ def test_snakemake_stops_with_one_message(workflow_copy):
 
 
 def test_every_physical_parameter_is_documented():
-    from deepmerge_da.synthetic import Sim2RealParams, Sim2SimParams
+    from deepmerge_da.data.synthetic import Sim2RealParams, Sim2SimParams
 
     readme = (REPO / "config/README.md").read_text()
     for params in (Sim2SimParams, Sim2RealParams):

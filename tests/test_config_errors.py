@@ -12,8 +12,8 @@ import yaml
 from conftest import REPO, snakemake
 from deepmerge_da.cli import main as cli_main
 from deepmerge_da.config import DEEPMERGE_IMAGE_SIZES, ConfigError, load_presets, validate_config
-from deepmerge_da.h5io import ImageSet, read_image_set, write_image_set
-from deepmerge_da.models import build_network
+from deepmerge_da.io.hdf5 import ImageSet, read_image_set, write_image_set
+from deepmerge_da.nn.models import build_network
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 

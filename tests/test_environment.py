@@ -1,9 +1,9 @@
-"""The environment stamp every results/ tree carries (deepmerge_da.environment, rule `environment`)."""
+"""The environment stamp every results/ tree carries (deepmerge_da.report.environment, rule `environment`)."""
 import json
 import subprocess
 from importlib import metadata
 
-from deepmerge_da.environment import environment_stamp, git_commit, write_environment_stamp
+from deepmerge_da.report.environment import environment_stamp, git_commit, write_environment_stamp
 
 
 def git(repo, *args):

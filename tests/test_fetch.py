@@ -17,8 +17,8 @@ import yaml
 from PIL import Image
 
 from conftest import copy_workflow, snakemake
-from deepmerge_da.atomic import write_text_atomic
-from deepmerge_da.fetch import (ChecksumError, FetchError, check_jpeg, check_jpeg_file, cutout_url,
+from deepmerge_da.io.atomic import write_text_atomic
+from deepmerge_da.data.fetch import (ChecksumError, FetchError, check_jpeg, check_jpeg_file, cutout_url,
                                 fetch_cutouts, fetch_file)
 from http_fault_server import FaultServer, Step, make_blank_jpeg, make_jpeg, ok
 
@@ -208,7 +208,7 @@ def test_bad_positions_fail_without_request(server, tmp_path):
 _CHILD = """
 import sys
 import pandas as pd
-from deepmerge_da.fetch import fetch_cutouts
+from deepmerge_da.data.fetch import fetch_cutouts
 sel = pd.read_csv(sys.argv[1], dtype={"object_id": str})
 fetch_cutouts(sel, sys.argv[2], sys.argv[3], concurrency=2, rate_per_s=None, timeout_s=10,
               max_retries=0, backoff_s=0.01, progress=False, manifest_every_s=0.2)
@@ -404,7 +404,7 @@ def test_fetch_file_redirects_and_unverified_digest(tmp_path, caplog):
         assert other.file_count("cat.csv") == 1
 
         same = tmp_path / "dl" / "same.csv"
-        with caplog.at_level("WARNING", logger="deepmerge_da.fetch"):
+        with caplog.at_level("WARNING", logger="deepmerge_da.data.fetch"):
             fetch_file(renamed, same, record_sha256=True)  # a relative, same-host redirect: followed
         assert same.read_bytes() == payload and srv.file_count("cat.csv") == 1
     sidecar = same.with_name("same.csv.sha256")

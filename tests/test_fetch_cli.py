@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from deepmerge_da.catalogues import build_selection
+from deepmerge_da.data.catalogues import build_selection
 from deepmerge_da.cli import build_parser, main
-from deepmerge_da.fetch import cutout_url
-from deepmerge_da.sdss_local import load_cutout_dir
+from deepmerge_da.data.fetch import cutout_url
+from deepmerge_da.data.sdss_cutouts import load_cutout_dir
 from http_fault_server import FaultServer, Step, make_jpeg, ok
 
 FAST = ["--rate-per-s", "0", "--timeout-s", "2", "--max-retries", "1", "--backoff-s", "0.01", "--concurrency", "2"]

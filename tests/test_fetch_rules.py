@@ -29,8 +29,8 @@ from PIL import Image
 
 from conftest import REPO, copy_workflow, snakemake
 from deepmerge_da.config import ConfigError, validate_config
-from deepmerge_da.fetch import check_jpeg_file
-from deepmerge_da.published import PublishedDataError, detect_layout, fits_to_image_set, npy_to_image_set
+from deepmerge_da.data.fetch import check_jpeg_file
+from deepmerge_da.data.published import PublishedDataError, detect_layout, fits_to_image_set, npy_to_image_set
 from http_fault_server import FaultServer, Step, make_blank_jpeg, make_jpeg, ok
 
 TARGET = "results/data/sim2real/raw/target.h5"
@@ -251,7 +251,7 @@ def test_npy_both_layouts(tmp_path, caplog):
     np.save(tmp_path / "nhwc.npy", x.transpose(0, 2, 3, 1))
     np.save(tmp_path / "y.npy", y.reshape(-1, 1).astype(float))
     np.save(tmp_path / "onehot.npy", np.eye(2)[y])
-    with caplog.at_level(logging.INFO, logger="deepmerge_da.published"):
+    with caplog.at_level(logging.INFO, logger="deepmerge_da.data.published"):
         a = npy_to_image_set(tmp_path / "nchw.npy", tmp_path / "y.npy", filters=["g", "r", "i"], pixel_scale=0.24)
         b = npy_to_image_set(tmp_path / "nhwc.npy", tmp_path / "onehot.npy", filters=["g", "r", "i"])
     assert "stored layout NCHW" in caplog.text and "stored layout NHWC" in caplog.text

@@ -8,12 +8,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from deepmerge_da import figures, image_figures
-from deepmerge_da.checkpoint import load_model
-from deepmerge_da.evaluate import evaluate_run
-from deepmerge_da.gradcam import GradCAM, gradcam_maps
-from deepmerge_da.h5io import ImageSet, write_image_set
-from deepmerge_da.train import load_split, train_run
+from deepmerge_da.report import figures
+from deepmerge_da.report import image_figures
+from deepmerge_da.io.checkpoint import load_model
+from deepmerge_da.report.evaluate import evaluate_run
+from deepmerge_da.report.gradcam import GradCAM, gradcam_maps
+from deepmerge_da.io.hdf5 import ImageSet, write_image_set
+from deepmerge_da.training.loop import load_split, train_run
 
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
       "lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 0.5}
@@ -228,7 +229,7 @@ def test_gradcam_follows_equations_12_13_and_finds_the_blob():
 
 
 def test_gradcam_on_resnet18_layer4_has_input_size():
-    from deepmerge_da.models import build_network
+    from deepmerge_da.nn.models import build_network
 
     torch.manual_seed(0)
     model = build_network("resnet18")

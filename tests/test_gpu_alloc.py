@@ -3,11 +3,11 @@ import subprocess
 import sys
 import time
 
-from deepmerge_da.gpu_alloc import claim_device
+from deepmerge_da.training.gpu_alloc import claim_device
 
 HOLD = """
 import sys, time
-from deepmerge_da.gpu_alloc import claim_device
+from deepmerge_da.training.gpu_alloc import claim_device
 print(claim_device(int(sys.argv[1]), sys.argv[2]), flush=True)
 time.sleep(float(sys.argv[3]))
 """

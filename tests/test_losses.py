@@ -1,4 +1,4 @@
-"""Tests of deepmerge_da.losses against plain NumPy float64 references (loops on purpose: easy to read)."""
+"""Tests of deepmerge_da.nn.losses against plain NumPy float64 references (loops on purpose: easy to read)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepmerge_da.losses import (
+from deepmerge_da.nn.losses import (
     PAPER_CODE_VARIANCES,
     DomainAdversarialLoss,
     DomainClassifier,

@@ -4,13 +4,13 @@ import torch
 
 from conftest import REPO, write_toy_pair
 from deepmerge_da.config import load_presets
-from deepmerge_da.checkpoint import load_checkpoint
-from deepmerge_da.losses import PAPER_CODE_VARIANCES, entropy_loss
-from deepmerge_da.methods import StepOutputs, TransferObjective
-from deepmerge_da.models import build_network
-from deepmerge_da.preprocess import prepare_file
-from deepmerge_da.sources import synthesize_sim2sim
-from deepmerge_da.train import load_split, predict_logits, seed_everything, train_run
+from deepmerge_da.io.checkpoint import load_checkpoint
+from deepmerge_da.nn.losses import PAPER_CODE_VARIANCES, entropy_loss
+from deepmerge_da.nn.methods import StepOutputs, TransferObjective
+from deepmerge_da.nn.models import build_network
+from deepmerge_da.data.preprocess import prepare_file
+from deepmerge_da.data.sources import synthesize_sim2sim
+from deepmerge_da.training.loop import load_split, predict_logits, seed_everything, train_run
 
 HP = {"lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 1.0}
 

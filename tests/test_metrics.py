@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from deepmerge_da.metrics import classification_metrics, roc_auc
+from deepmerge_da.report.metrics import classification_metrics, roc_auc
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

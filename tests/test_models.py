@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from deepmerge_da.models import DeepMerge, build_network, count_trainable_parameters
-from deepmerge_da.pooling import MaxPool2x2, with_nn_max_pool2d
+from deepmerge_da.nn.models import DeepMerge, build_network, count_trainable_parameters
+from deepmerge_da.nn.pooling import MaxPool2x2, with_nn_max_pool2d
 
 
 def test_deepmerge_has_table_a1_parameter_count_and_shapes():

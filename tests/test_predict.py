@@ -16,15 +16,15 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from deepmerge_da.checkpoint import load_checkpoint, save_checkpoint
+from deepmerge_da.io.checkpoint import load_checkpoint, save_checkpoint
 from deepmerge_da.cli import main as cli_main
-from deepmerge_da.evaluate import evaluate_run
-from deepmerge_da.h5io import ImageSet, read_image_set, write_image_set
-from deepmerge_da.models import build_network
-from deepmerge_da.predict import (expand_inputs, input_files, load_models, predict, predict_image_set, read_image,
+from deepmerge_da.report.evaluate import evaluate_run
+from deepmerge_da.io.hdf5 import ImageSet, read_image_set, write_image_set
+from deepmerge_da.nn.models import build_network
+from deepmerge_da.predict.predict import (expand_inputs, input_files, load_models, predict, predict_image_set, read_image,
                                   skipped_path)
-from deepmerge_da.preprocess import prepare_image_set
-from deepmerge_da.train import train_run
+from deepmerge_da.data.preprocess import prepare_image_set
+from deepmerge_da.training.loop import train_run
 from http_fault_server import FaultServer, Step, make_jpeg, ok
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def test_fits_cube_multi_extension_and_npy_agree(trained, tmp_path, caplog):
 def test_real_sdss_jpegs_as_the_import_reads_them(trained, tmp_path):
     if not REAL.is_dir():
         pytest.skip(f"no local SDSS cutouts at {REAL}")
-    from deepmerge_da.sdss_local import load_cutout_dir
+    from deepmerge_da.data.sdss_cutouts import load_cutout_dir
 
     merger_ids, nonmerger_ids = [1, 2, 3], ["1", "2"]
     cut = load_cutout_dir(REAL, size=128, merger_ids=merger_ids, nonmerger_ids=nonmerger_ids)

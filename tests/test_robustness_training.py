@@ -16,12 +16,12 @@ import torch
 
 from conftest import write_toy_pair
 from test_train import HP
-from deepmerge_da.checkpoint import load_checkpoint, load_model, save_checkpoint
+from deepmerge_da.io.checkpoint import load_checkpoint, load_model, save_checkpoint
 from deepmerge_da.cli import main as cli_main
-from deepmerge_da.evaluate import evaluate_run
-from deepmerge_da.models import build_network
-from deepmerge_da.tables import render_table
-from deepmerge_da.train import load_split, predict_logits, train_run
+from deepmerge_da.report.evaluate import evaluate_run
+from deepmerge_da.nn.models import build_network
+from deepmerge_da.report.tables import render_table
+from deepmerge_da.training.loop import load_split, predict_logits, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 # (seed, epochs) of the two runs: seed 3 learns in two epochs, seed 1 is still at chance after one.

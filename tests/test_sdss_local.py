@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepmerge_da import catalogues
-from deepmerge_da.catalogues import CatalogueError, build_selection, read_darg_catalogue, select_mergers, \
+from deepmerge_da.data import catalogues
+from deepmerge_da.data.catalogues import CatalogueError, build_selection, read_darg_catalogue, select_mergers, \
     select_nonmergers
-from deepmerge_da.fetch import check_jpeg_file, fetch_cutouts
-from deepmerge_da.sdss_local import load_cutout_dir
+from deepmerge_da.data.fetch import check_jpeg_file, fetch_cutouts
+from deepmerge_da.data.sdss_cutouts import load_cutout_dir
 from http_fault_server import FaultServer, make_blank_jpeg, make_jpeg, ok
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def test_load_real_known_faults(caplog):
     good_m = [7, 36, 39]
     # 3615 and 7748 are the same galaxy (drawn twice): one object, at the lowest ID
     good_n = [1, 2, 3615, 7748]
-    with caplog.at_level(logging.WARNING, logger="deepmerge_da.sdss_local"):
+    with caplog.at_level(logging.WARNING, logger="deepmerge_da.data.sdss_cutouts"):
         data = load_cutout_dir(REAL, size=75, merger_ids=[*good_m, *map(int, faulty_m)],
                                nonmerger_ids=[*good_n, *map(int, faulty_n)])
     rejected = dict(data.rejected)

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import write_toy_pair
-from deepmerge_da import selection as sel
-from deepmerge_da.checkpoint import load_checkpoint
-from deepmerge_da.train import DomainTensors, train_run
+from deepmerge_da.training import selection as sel
+from deepmerge_da.io.checkpoint import load_checkpoint
+from deepmerge_da.training.loop import DomainTensors, train_run
 
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 10,
       "lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 0.5}

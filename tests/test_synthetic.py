@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic universe (deepmerge_da.synthetic) and observation steps (observe)."""
+"""Tests of the embedded synthetic universe (deepmerge_da.data.synthetic) and observation steps (observe)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from deepmerge_da import observe
-from deepmerge_da import synthetic as S
+from deepmerge_da.data import observe
+from deepmerge_da.data import synthetic as S
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import write_toy_pair
-from deepmerge_da.checkpoint import load_checkpoint
-from deepmerge_da.methods import METHODS, TransferObjective
-from deepmerge_da.models import build_network
-from deepmerge_da.train import (DomainTensors, cyclic_lr_factor, make_optimizer, random_dihedral, train_one_epoch,
+from deepmerge_da.io.checkpoint import load_checkpoint
+from deepmerge_da.nn.methods import METHODS, TransferObjective
+from deepmerge_da.nn.models import build_network
+from deepmerge_da.training.loop import (DomainTensors, cyclic_lr_factor, make_optimizer, random_dihedral, train_one_epoch,
                                 train_run)
 
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
@@ -95,7 +95,7 @@ def _without_times(history: str) -> list[list[str]]:
 
 
 def test_lr_range_scan_writes_a_growing_curve(tmp_path):
-    from deepmerge_da.lr_scan import lr_range_scan
+    from deepmerge_da.training.lr_scan import lr_range_scan
 
     paths = write_toy_pair(tmp_path)
     curve = lr_range_scan(source=str(paths["source"]), target=str(paths["target"]), network="deepmerge",
@@ -107,7 +107,7 @@ def test_lr_range_scan_writes_a_growing_curve(tmp_path):
 
 
 def test_freezing_conv_layers_keeps_weights_and_batch_norm_statistics():
-    from deepmerge_da.train import freeze_layers
+    from deepmerge_da.training.loop import freeze_layers
 
     model = build_network("deepmerge")
     freeze_layers(model, ["conv."])

@@ -10,10 +10,10 @@ import inspect
 import json
 import sys
 
-from . import __version__
-from .config import load_yaml
-from .methods import METHODS
-from .selection import CRITERIA
+from deepmerge_da import __version__
+from deepmerge_da.config import load_yaml
+from deepmerge_da.nn.methods import METHODS
+from deepmerge_da.training.selection import CRITERIA
 
 EPILOG = """examples:
   deepmerge-da synthesize sim2sim --source raw_source.h5 --target raw_target.h5 --threads 2
@@ -31,7 +31,7 @@ EPILOG = """examples:
 
 
 def _cmd_synthesize(args) -> None:
-    from .sources import synthesize_sim2real, synthesize_sim2sim
+    from deepmerge_da.data.sources import synthesize_sim2real, synthesize_sim2sim
 
     params = load_yaml(args.params) if args.params else {}
     if args.pair == "sim2sim":
@@ -43,15 +43,15 @@ def _cmd_synthesize(args) -> None:
 
 
 def _cmd_prepare(args) -> None:
-    from .preprocess import prepare_file
+    from deepmerge_da.data.preprocess import prepare_file
 
     prepare_file(args.raw, args.out, filters=args.filters, image_size=args.image_size,
                  fractions=tuple(args.fractions), n_per_class=args.n_per_class, seed=args.seed)
 
 
 def _cmd_train(args) -> None:
-    from .config import load_presets, run_hyperparameters
-    from .train import train_run
+    from deepmerge_da.config import load_presets, run_hyperparameters
+    from deepmerge_da.training.loop import train_run
 
     config = load_yaml(args.config)
     hp = run_hyperparameters(config, load_presets(config["presets_file"]), args.pair, args.network, args.method)
@@ -65,8 +65,8 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_lr_scan(args) -> None:
-    from .config import load_presets, run_hyperparameters
-    from .lr_scan import lr_range_scan
+    from deepmerge_da.config import load_presets, run_hyperparameters
+    from deepmerge_da.training.lr_scan import lr_range_scan
 
     config = load_yaml(args.config)
     hp = run_hyperparameters(config, load_presets(config["presets_file"]), args.pair, args.network, args.method)
@@ -78,7 +78,7 @@ def _cmd_lr_scan(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from .evaluate import evaluate_run
+    from deepmerge_da.report.evaluate import evaluate_run
 
     result = evaluate_run(checkpoint=args.checkpoint, source=args.source, target=args.target,
                           metrics_path=f"{args.out}/metrics.json", predictions_path=f"{args.out}/predictions.csv",
@@ -88,7 +88,7 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from .predict import predict, skipped_path
+    from deepmerge_da.predict.predict import predict, skipped_path
 
     df = predict(args.inputs, args.model, args.out, threshold=args.threshold, batch_size=args.batch_size,
                  device=args.device, progress=not args.no_progress, filters=args.filters,
@@ -111,8 +111,8 @@ def _count_or_all(text: str) -> int | None:
 def _cmd_fetch(args) -> None:
     import logging
 
-    from .catalogues import LABEL_VALUES, build_selection, read_catalogue_csv
-    from .fetch import fetch_cutout_dir
+    from deepmerge_da.data.catalogues import LABEL_VALUES, build_selection, read_catalogue_csv
+    from deepmerge_da.data.fetch import fetch_cutout_dir
 
     if args.catalogue is not None and (args.darg or args.gz1):
         raise ValueError("give a catalogue CSV or --darg and --gz1, not both")
@@ -125,7 +125,7 @@ def _cmd_fetch(args) -> None:
     else:
         raise ValueError("give a catalogue CSV, or both --darg and --gz1")
     for note in sel.notes:
-        logging.getLogger("deepmerge_da.catalogues").info(note)
+        logging.getLogger("deepmerge_da.data.catalogues").info(note)
     if not len(sel.table):
         raise ValueError(f"no usable object in {', '.join(catalogue_files)} ({len(sel.bad)} rows dropped)")
     try:
@@ -143,7 +143,7 @@ def _cmd_fetch(args) -> None:
 
 
 def _cmd_info(args) -> None:
-    from .checkpoint import load_checkpoint
+    from deepmerge_da.io.checkpoint import load_checkpoint
 
     _, meta = load_checkpoint(args.checkpoint)
     json.dump(meta, sys.stdout, indent=2)
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_cmd_evaluate)
 
-    from .fetch import DEFAULT_BASE_URL, fetch_cutouts
+    from deepmerge_da.data.fetch import DEFAULT_BASE_URL, fetch_cutouts
 
     p = sub.add_parser(
         "predict", help="classify your own cutouts (FITS, JPEG/PNG, NPY, or a catalogue CSV) with checkpoints",
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .rulelog import rule_logging
+    from deepmerge_da.io.rulelog import rule_logging
 
     try:
         with rule_logging(None):

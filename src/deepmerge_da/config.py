@@ -64,7 +64,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
                                       f"{network!r} (give a list per network, or one list for all)")
     _check_image_size(config)
     # Physical parameters of the synthetic universe are checked by their own dataclasses.
-    from .synthetic import ParameterError, Sim2RealParams, Sim2SimParams
+    from deepmerge_da.data.synthetic import ParameterError, Sim2RealParams, Sim2SimParams
 
     for pair, params in (("sim2sim", Sim2SimParams), ("sim2real", Sim2RealParams)):
         if pair in data["pairs"]:

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 from snakemake.exceptions import WorkflowError
 
 from deepmerge_da.config import ConfigError, load_presets, run_hyperparameters, validate_config
-from deepmerge_da.methods import METHODS
+from deepmerge_da.nn.methods import METHODS
 
 
 try:
@@ -78,7 +78,7 @@ def tl_init_checkpoint(wildcards):
 PAIRS = [pair for pair, grid in config["experiments"].items() if grid]
 
 
-# Table name -> (kind, pair); the kinds are explained in deepmerge_da.tables.
+# Table name -> (kind, pair); the kinds are explained in deepmerge_da.report.tables.
 TABLES = {
     "table1_sim2sim": ("metrics", "sim2sim"),
     "table2_sim2real": ("metrics", "sim2real"),

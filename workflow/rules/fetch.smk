@@ -7,7 +7,7 @@
 #   The cutout directory is not a Snakemake output (Snakemake would delete it on failure): a failed or
 #   killed fetch keeps every valid cutout and its manifest.csv, and a rerun requests only the others.
 #   fetched.json, written last, marks a complete fetch (with the catalogues' SHA-256). `deepmerge-da fetch` makes
-#   the same directory by hand (src/deepmerge_da/fetch.py: fetch_cutout_dir).
+#   the same directory by hand (src/deepmerge_da/data/fetch.py: fetch_cutout_dir).
 # * data.pairs.<pair>.source: published -- the authors' prepared arrays (DeepMerge II, Zenodo record
 #   doi:10.5281/zenodo.4507941; DeepMerge I, MAST HLSP "deepmerge"), files listed with their URLs and
 #   SHA-256 in data.published.files, downloaded and verified (fetch_published_images) and converted

@@ -1,4 +1,4 @@
-# Figures of the paper, drawn from the run outputs (deepmerge_da.figures), and the training curves of
+# Figures of the paper, drawn from the run outputs (deepmerge_da.report.figures), and the training curves of
 # every run. Which runs a figure compares is chosen in common.smk (figure_outputs); how it is drawn lives in the package.
 
 wildcard_constraints:

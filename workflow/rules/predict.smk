@@ -13,8 +13,8 @@
 # results/predictions/cutouts/<name>/ (kept between runs, not a Snakemake output).
 import re
 
-from deepmerge_da.fetch import DEFAULT_BASE_URL
-from deepmerge_da.predict import input_files
+from deepmerge_da.data.fetch import DEFAULT_BASE_URL
+from deepmerge_da.predict.predict import input_files
 
 
 if PREDICT:

@@ -37,7 +37,7 @@ rule table:
         "../scripts/table.py"
 
 
-# Label-free model selection (deepmerge_da.selection): what each criterion would have chosen, per pair.
+# Label-free model selection (deepmerge_da.training.selection): what each criterion would have chosen, per pair.
 localrules:
     selection,
 

@@ -1,5 +1,5 @@
-from deepmerge_da.published import import_published
-from deepmerge_da.rulelog import rule_logging
+from deepmerge_da.data.published import import_published
+from deepmerge_da.io.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
     p, i = snakemake.params, snakemake.input

@@ -1,5 +1,5 @@
-from deepmerge_da.predict import predict
-from deepmerge_da.rulelog import rule_logging
+from deepmerge_da.predict.predict import predict
+from deepmerge_da.io.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
     predict(list(snakemake.params.inputs), list(snakemake.input.models), snakemake.output.csv,

@@ -1,5 +1,5 @@
-from deepmerge_da.preprocess import prepare_file
-from deepmerge_da.rulelog import rule_logging
+from deepmerge_da.data.preprocess import prepare_file
+from deepmerge_da.io.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
     p = snakemake.params

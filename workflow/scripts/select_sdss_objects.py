@@ -1,7 +1,7 @@
 import logging
 
-from deepmerge_da.catalogues import build_selection, write_selection
-from deepmerge_da.rulelog import rule_logging
+from deepmerge_da.data.catalogues import build_selection, write_selection
+from deepmerge_da.io.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
     p = snakemake.params

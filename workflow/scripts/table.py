@@ -1,5 +1,5 @@
-from deepmerge_da.rulelog import rule_logging
-from deepmerge_da.tables import render_table
+from deepmerge_da.io.rulelog import rule_logging
+from deepmerge_da.report.tables import render_table
 
 with rule_logging(snakemake.log[0]):
     render_table(list(snakemake.input.metrics), kind=snakemake.params.kind, pair=snakemake.params.pair,

@@ -1,5 +1,5 @@
-from deepmerge_da.rulelog import rule_logging
-from deepmerge_da.train import train_run
+from deepmerge_da.io.rulelog import rule_logging
+from deepmerge_da.training.loop import train_run
 
 with rule_logging(snakemake.log[0]):
     w = snakemake.wildcards

@@ -9,7 +9,7 @@ Three kinds, each for one pair (sim2sim or sim2real):
 Every table has the paper's published value beside ours (``*_paper``) and the difference (``*_diff``).
 
 Collapsed runs -- runs that call at least 99 % of the target test images one class (``target_collapsed`` in their
-``metrics.json``, :func:`deepmerge_da.metrics.collapse_report`) -- are flagged, never silently averaged in: the
+``metrics.json``, :func:`deepmerge_da.report.metrics.collapse_report`) -- are flagged, never silently averaged in: the
 ``metrics`` and ``confusion`` tables have a ``collapsed`` column (true on both rows of such a run; empty for a
 ``metrics.json`` written before the flag existed) and their method cells read ``<method> (collapsed)``; the
 ``seeds`` tables count them in ``n_collapsed`` and their method cells say e.g. "2 of 3 seeds collapsed to one
@@ -23,8 +23,8 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .atomic import write_text_atomic
-from .metrics import COLLAPSE_SHARE, METRICS
+from deepmerge_da.io.atomic import write_text_atomic
+from deepmerge_da.report.metrics import COLLAPSE_SHARE, METRICS
 
 # Names of the paper's tables -> ours.
 PAPER_METHODS = {"noDA": "noda", "MMD": "mmd", "MMD+F+EM": "mmd_fisher_em", "ADA": "ada",
@@ -46,7 +46,7 @@ TITLES = {
 
 
 def _read_paper_csv(name: str) -> pd.DataFrame:
-    text = resources.files("deepmerge_da").joinpath("data/paper", name).read_text()
+    text = resources.files("deepmerge_da").joinpath("report/paper", name).read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     df = pd.read_csv(pd.io.common.StringIO("\n".join(lines)))
     df = df.rename(columns={"experiment": "method", "dataset": "pair"})

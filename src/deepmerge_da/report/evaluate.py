@@ -6,10 +6,10 @@ import json
 
 import torch
 
-from .atomic import atomic_path, write_text_atomic
-from .checkpoint import load_model
-from .metrics import classification_metrics, collapse_report
-from .train import load_split, predict_logits
+from deepmerge_da.io.atomic import atomic_path, write_text_atomic
+from deepmerge_da.io.checkpoint import load_model
+from deepmerge_da.report.metrics import classification_metrics, collapse_report
+from deepmerge_da.training.loop import load_split, predict_logits
 
 
 def evaluate_run(*, checkpoint: str, source: str, target: str, metrics_path: str, predictions_path: str,
@@ -17,8 +17,8 @@ def evaluate_run(*, checkpoint: str, source: str, target: str, metrics_path: str
     """Score a checkpoint on the source and target *test* splits; write metrics JSON and predictions CSV.
 
     The metrics also say whether the run collapsed to one class on the target (``target_collapsed``, with
-    ``target_predicted_merger_fraction``; :func:`deepmerge_da.metrics.collapse_report`). A checkpoint that cannot be
-    used (damaged, non-finite weights, ...) is a :class:`deepmerge_da.checkpoint.CheckpointError`.
+    ``target_predicted_merger_fraction``; :func:`deepmerge_da.report.metrics.collapse_report`). A checkpoint that cannot be
+    used (damaged, non-finite weights, ...) is a :class:`deepmerge_da.io.checkpoint.CheckpointError`.
     """
     torch.set_num_threads(max(1, int(threads)))
     model, meta = load_model(checkpoint, device)

@@ -3,7 +3,7 @@
 Each loss is available as a function and as an ``nn.Module``.
 """
 
-from .adversarial import (
+from deepmerge_da.nn.losses.adversarial import (
     DomainAdversarialLoss,
     DomainClassifier,
     GradientReversal,
@@ -11,10 +11,10 @@ from .adversarial import (
     ganin_coefficient,
     reverse_gradient,
 )
-from .entropy import EntropyLoss, entropy_loss
-from .fisher import FisherLoss, fisher_loss
-from .mmd import DEFAULT_BANDWIDTH_MULTIPLIERS, PAPER_CODE_VARIANCES, MMDLoss, mmd_loss
-from .total import TotalLoss, total_loss
+from deepmerge_da.nn.losses.entropy import EntropyLoss, entropy_loss
+from deepmerge_da.nn.losses.fisher import FisherLoss, fisher_loss
+from deepmerge_da.nn.losses.mmd import DEFAULT_BANDWIDTH_MULTIPLIERS, PAPER_CODE_VARIANCES, MMDLoss, mmd_loss
+from deepmerge_da.nn.losses.total import TotalLoss, total_loss
 
 __all__ = [
     "DEFAULT_BANDWIDTH_MULTIPLIERS",

@@ -1,7 +1,7 @@
 """Robust HTTP fetching of SDSS SkyServer cutouts, and of single files with a checksum.
 
 :func:`fetch_cutouts` downloads one JPEG per object of a selection table (see
-:mod:`deepmerge_da.catalogues`) from the SkyServer ``ImgCutout/getjpeg`` endpoint::
+:mod:`deepmerge_da.data.catalogues`) from the SkyServer ``ImgCutout/getjpeg`` endpoint::
 
     GET {base_url}?ra=<deg>&dec=<deg>&scale=0.396127&width=128&height=128
         -> out_dir/<subdir>/<object_id>.jpeg
@@ -13,7 +13,7 @@
   HTTP 5xx and HTTP 429 (the server asking us to slow down); no retry on any other 4xx
   (a 404 is final after one request);
 * every body is checked by :func:`check_jpeg` -- the one validation function that
-  :mod:`deepmerge_da.sdss_local` also uses -- before it is written to a temporary name
+  :mod:`deepmerge_da.data.sdss_cutouts` also uses -- before it is written to a temporary name
   (``.<name>.<random>.part``) in the destination directory and ``os.replace``-d into place, so a
   file under its final name is always complete and valid when written.  Invalid bodies (empty,
   not a JPEG, truncated, blank sky, wrong size) are not retried: the service answers them
@@ -35,7 +35,7 @@
   (after the manifest is written) naming the base URL, the count and fraction, and the manifest.
 
 :func:`fetch_cutout_dir` wraps :func:`fetch_cutouts` for the layout of a local cutout directory
-(:mod:`deepmerge_da.sdss_local`): ``mergers/``, ``nonmergers/`` and, last, ``fetched.json``.
+(:mod:`deepmerge_da.data.sdss_cutouts`): ``mergers/``, ``nonmergers/`` and, last, ``fetched.json``.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ import pandas as pd
 import requests
 from PIL import Image
 
-from .atomic import atomic_path, mkstemp_beside, write_text_atomic
+from deepmerge_da.io.atomic import atomic_path, mkstemp_beside, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +472,7 @@ def _normalise_selection(selection) -> pd.DataFrame:
     if hasattr(selection, "table") and isinstance(selection.table, pd.DataFrame):
         selection = selection.table
     if isinstance(selection, (str, os.PathLike)):
-        from .catalogues import read_selection
+        from deepmerge_da.data.catalogues import read_selection
 
         selection = read_selection(selection)
     df = pd.DataFrame(selection).copy()
@@ -505,7 +505,7 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
                   seed: int | None = None, allow_redirect_hosts: Iterable[str] = ()) -> FetchReport:
     """Download one validated JPEG cutout per selected object; see the module docstring.
 
-    ``selection``: a DataFrame (or :class:`~deepmerge_da.catalogues.Selection`, or the path of a
+    ``selection``: a DataFrame (or :class:`~deepmerge_da.data.catalogues.Selection`, or the path of a
     selection CSV) with at least ``object_id, ra, dec, subdir``.  Objects with a non-finite or
     out-of-range position are failed without a request.  ``allow_redirect_hosts``: origins
     (``scheme://host[:port]``) besides ``base_url``'s that a redirect may lead to.  Returns a
@@ -682,14 +682,14 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
 
 def fetch_cutout_dir(selection, out_dir: str | os.PathLike, *, catalogue_files: Iterable[str | os.PathLike] = (),
                      **fetch_options) -> FetchReport:
-    """Fetch ``selection`` into a local cutout directory, the layout :mod:`deepmerge_da.sdss_local` reads.
+    """Fetch ``selection`` into a local cutout directory, the layout :mod:`deepmerge_da.data.sdss_cutouts` reads.
 
     ``out_dir`` gets ``mergers/`` and ``nonmergers/`` (both, even if one class is empty), ``catalogue.csv``
     and ``manifest.csv`` from :func:`fetch_cutouts` (called with ``fetch_options``), and last, only when the
     fetch succeeded, ``fetched.json`` (:meth:`FetchReport.write_summary`, with the SHA-256 of
     ``catalogue_files``), which marks a complete fetch; a stale one is removed first.
     """
-    from .catalogues import MERGER_SUBDIR, NONMERGER_SUBDIR
+    from deepmerge_da.data.catalogues import MERGER_SUBDIR, NONMERGER_SUBDIR
 
     out = Path(out_dir)
     for sub in (MERGER_SUBDIR, NONMERGER_SUBDIR):

@@ -7,7 +7,7 @@ best source-validation accuracy (ties broken by the lower validation loss). Targ
 used for training or selection (except by ``target_only``, whose "source" is the labelled target);
 the target validation accuracy is logged as an oracle only.
 
-Model selection (:mod:`deepmerge_da.selection`): every epoch logs every selection criterion as a history
+Model selection (:mod:`deepmerge_da.training.selection`): every epoch logs every selection criterion as a history
 column ``sel_<criterion>``; ``selection`` (default ``source_accuracy``, the paper's rule above) names the one
 whose best epoch is kept and that early stopping follows. Every epoch also logs ``test_source_accuracy`` and
 ``test_target_accuracy``, for REPORTING ONLY (the selection table): they are never used for training,
@@ -36,15 +36,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
-from .atomic import atomic_path, write_text_atomic
-from .checkpoint import load_model, nonfinite_tensors, save_checkpoint
-from .gpu_alloc import claim_device
-from .h5io import read_image_set
-from .methods import StepOutputs, TransferObjective, uses_target
-from .metrics import collapse_report
-from .models import build_network, count_trainable_parameters
-from .selection import CRITERIA, column, scores_from_outputs, split_outputs
+from deepmerge_da import __version__
+from deepmerge_da.io.atomic import atomic_path, write_text_atomic
+from deepmerge_da.io.checkpoint import load_model, nonfinite_tensors, save_checkpoint
+from deepmerge_da.training.gpu_alloc import claim_device
+from deepmerge_da.io.hdf5 import read_image_set
+from deepmerge_da.nn.methods import StepOutputs, TransferObjective, uses_target
+from deepmerge_da.report.metrics import collapse_report
+from deepmerge_da.nn.models import build_network, count_trainable_parameters
+from deepmerge_da.training.selection import CRITERIA, column, scores_from_outputs, split_outputs
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def load_split(path: str | os.PathLike, split: str, device: torch.device | str =
 
 
 def resolve_device(request: str = "auto") -> torch.device:
-    """``auto``: a free CUDA device (claimed through :mod:`deepmerge_da.gpu_alloc`) when present, else CPU."""
+    """``auto``: a free CUDA device (claimed through :mod:`deepmerge_da.training.gpu_alloc`) when present, else CPU."""
     if request == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
@@ -142,7 +142,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     All three are written when training ends; a run that diverges raises :class:`TrainingDiverged` (naming the
     run, the epoch and the step) and writes none of them.
 
-    ``selection`` (one of :data:`deepmerge_da.selection.CRITERIA`) picks the kept epoch and drives early stopping.
+    ``selection`` (one of :data:`deepmerge_da.training.selection.CRITERIA`) picks the kept epoch and drives early stopping.
     ``compile_model``: the training steps run the network through ``torch.compile`` (inductor; needs a C
     compiler on CPUs; :func:`compile_for_training`). It compiles once per process (seconds to a minute), then
     steps DeepMerge 1.1-1.8x faster on a CPU (docs/performance.md); float results differ from eager in the last

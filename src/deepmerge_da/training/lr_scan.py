@@ -11,10 +11,10 @@ import math
 import pandas as pd
 import torch
 
-from .atomic import atomic_path
-from .methods import TransferObjective, uses_target
-from .models import build_network
-from .train import load_split, make_optimizer, resolve_device, seed_everything, train_one_epoch
+from deepmerge_da.io.atomic import atomic_path
+from deepmerge_da.nn.methods import TransferObjective, uses_target
+from deepmerge_da.nn.models import build_network
+from deepmerge_da.training.loop import load_split, make_optimizer, resolve_device, seed_everything, train_one_epoch
 
 
 def lr_range_scan(*, source: str, target: str, network: str, method: str, hp: dict, out_csv: str,

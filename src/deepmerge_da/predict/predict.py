@@ -9,20 +9,20 @@ Inputs (:func:`expand_inputs`): files, directories (their image files, not recur
   each named by its ``FILTER`` header keyword (``filter_keyword``; ``EXTNAME`` when it has none). The
   planes the model needs are picked by name (case-insensitive) and put in the model's order; a missing
   one is an error naming the file, the filters needed and those found.
-* JPEG / PNG: 8-bit RGB, read exactly as the SDSS import does (:mod:`deepmerge_da.sdss_local`): Pillow
+* JPEG / PNG: 8-bit RGB, read exactly as the SDSS import does (:mod:`deepmerge_da.data.sdss_cutouts`): Pillow
   decodes the file as RGB, whose channels are the SDSS i, r, g bands, and the pixel values stay 8-bit
-  counts (0..255) as float32. JPEGs go through the import's own check (:func:`deepmerge_da.fetch.check_jpeg`):
+  counts (0..255) as float32. JPEGs go through the import's own check (:func:`deepmerge_da.data.fetch.check_jpeg`):
   empty, truncated, corrupt, non-RGB and blank files are rejected with its reason.
 * NPY: one image, (C, H, W) or (H, W, C) (told apart by the model's channel count), planes named as for
   a FITS cube without ``FILTERn`` keywords.
 * CSV: a catalogue with columns ``id`` (or ``object_id``), ``ra`` and ``dec`` (degrees; names are
-  case-insensitive); one SDSS cutout per row is fetched with :func:`deepmerge_da.fetch.fetch_cutouts` (rate
+  case-insensitive); one SDSS cutout per row is fetched with :func:`deepmerge_da.data.fetch.fetch_cutouts` (rate
   limit, retries, validation, resume) into ``cache_dir/<catalogue name>/cutouts/<id>.jpeg`` and read as a JPEG.
 
 Preprocessing is that of the training data: planes reordered to the checkpoint's filters
-(:func:`deepmerge_da.preprocess.reorder_filters`), resized to the checkpoint's input size with
-:func:`deepmerge_da.preprocess.resize_images` (bilinear, antialiased), then standardised per channel with
-the training statistics stored in the checkpoint, exactly as :func:`deepmerge_da.train.load_split` does.
+(:func:`deepmerge_da.data.preprocess.reorder_filters`), resized to the checkpoint's input size with
+:func:`deepmerge_da.data.preprocess.resize_images` (bilinear, antialiased), then standardised per channel with
+the training statistics stored in the checkpoint, exactly as :func:`deepmerge_da.training.loop.load_split` does.
 
 Which statistics: a checkpoint stores those of the domain it was trained on (``input.trained_on``) and of the
 other domain (``input.other_domain``); evaluation standardises each domain with its own. With
@@ -55,13 +55,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .checkpoint import load_model
-from .fetch import DEFAULT_BASE_URL, check_jpeg_file, fetch_cutouts, is_blank
-from .h5io import ImageSet, read_image_set
-from .preprocess import reorder_filters, resize_images
-from .sdss_local import FILTERS as JPEG_FILTERS
-from .train import predict_logits, resolve_device
+from deepmerge_da.io.atomic import atomic_path
+from deepmerge_da.io.checkpoint import load_model
+from deepmerge_da.data.fetch import DEFAULT_BASE_URL, check_jpeg_file, fetch_cutouts, is_blank
+from deepmerge_da.io.hdf5 import ImageSet, read_image_set
+from deepmerge_da.data.preprocess import reorder_filters, resize_images
+from deepmerge_da.data.sdss_cutouts import FILTERS as JPEG_FILTERS
+from deepmerge_da.training.loop import predict_logits, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def fetch_catalogue_cutouts(catalogue: str | os.PathLike, cache_dir: str | os.Pa
                             fetch_options: dict | None = None) -> tuple[list[InputImage], list[Skipped]]:
     """Fetch the SDSS cutout of every row of ``catalogue`` into ``cache_dir/<catalogue name>/``.
 
-    Uses :func:`deepmerge_da.fetch.fetch_cutouts` (its rate limit, retries, validation and resume: a cutout
+    Uses :func:`deepmerge_da.data.fetch.fetch_cutouts` (its rate limit, retries, validation and resume: a cutout
     already in the cache and valid is not requested again). Returns the cutouts as JPEG inputs, in
     catalogue order, and the rows that failed (bad id or position, download failure) with their reason;
     failures are never fatal here. ``fetch_options`` go to ``fetch_cutouts`` (e.g. ``rate_per_s``).
@@ -422,8 +422,8 @@ class ModelInput:
 
 def load_models(checkpoints: Sequence[str | os.PathLike], device: torch.device | str = "cpu"
                 ) -> tuple[list[LoadedModel], ModelInput]:
-    """Load checkpoints (sha256 checked, :func:`deepmerge_da.checkpoint.load_model`) and the input they share;
-    disagreeing inputs are a ValueError, an unusable checkpoint a :class:`deepmerge_da.checkpoint.CheckpointError`."""
+    """Load checkpoints (sha256 checked, :func:`deepmerge_da.io.checkpoint.load_model`) and the input they share;
+    disagreeing inputs are a ValueError, an unusable checkpoint a :class:`deepmerge_da.io.checkpoint.CheckpointError`."""
     if isinstance(checkpoints, (str, os.PathLike)):
         checkpoints = [checkpoints]
     if not checkpoints:
@@ -669,7 +669,7 @@ def predict_image_set(h5_path: str | os.PathLike, split: str | None, checkpoints
     Rows: ``object_id, label`` (the set's true label, 1 = merger), ``p_merger``, ``predicted`` (merger /
     non-merger) [+ ``p_merger_std, p_merger_<i>``]. For a prepared set and ``normalisation="auto"`` each model
     standardises with the statistics of the domain the file is (those stored in the file), so the result is
-    that of :func:`deepmerge_da.evaluate.evaluate_run` on the same split.
+    that of :func:`deepmerge_da.report.evaluate.evaluate_run` on the same split.
     """
     dev = resolve_device(device)
     models, spec = load_models(checkpoints, dev)

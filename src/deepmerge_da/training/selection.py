@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_path, write_text_atomic
-from .losses.entropy import entropy_loss
+from deepmerge_da.io.atomic import atomic_path, write_text_atomic
+from deepmerge_da.nn.losses.entropy import entropy_loss
 
 CRITERIA = ("source_accuracy", "negative_entropy", "information_maximisation", "soft_neighbourhood_density",
             "deep_embedded_validation", "oracle_target_accuracy")
@@ -225,7 +225,7 @@ class SplitOutputs:
 
 def split_outputs(model: torch.nn.Module, data, batch_size: int = 512) -> SplitOutputs:
     """One forward pass (evaluation mode) of a split (anything with ``images`` and ``labels``)."""
-    from .train import predict_logits  # the trainer imports this module
+    from deepmerge_da.training.loop import predict_logits  # the trainer imports this module
 
     if len(data.labels) == 0:
         return SplitOutputs(torch.empty(0, 2), torch.empty(0, getattr(model, "feature_dim", 0)), data.labels)

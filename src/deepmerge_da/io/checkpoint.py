@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_path, write_text_atomic
-from .models import NETWORKS, build_network
+from deepmerge_da.io.atomic import atomic_path, write_text_atomic
+from deepmerge_da.nn.models import NETWORKS, build_network
 
 
 class CheckpointError(ValueError):

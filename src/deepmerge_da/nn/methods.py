@@ -24,7 +24,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .losses import (PAPER_CODE_VARIANCES, DomainAdversarialLoss, DomainClassifier, FisherLoss, GradientReversal,
+from deepmerge_da.nn.losses import (PAPER_CODE_VARIANCES, DomainAdversarialLoss, DomainClassifier, FisherLoss, GradientReversal,
                      MMDLoss, entropy_loss, ganin_coefficient, total_loss)
 
 METHODS = ("noda", "mmd", "mmd_fisher_em", "ada", "ada_fisher_em", "tl_mmd", "target_only")

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .atomic import write_text_atomic
+from deepmerge_da.io.atomic import write_text_atomic
 
 # The distributions whose versions can change a number in a table (and the workflow engine that ran them).
 PACKAGES = ("deepmerge-da", "torch", "torchvision", "numpy", "scipy", "h5py", "astropy", "galsim", "pillow",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .pooling import MaxPool2x2
+from deepmerge_da.nn.pooling import MaxPool2x2
 
 NETWORKS = ("deepmerge", "resnet18")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from deepmerge_da.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

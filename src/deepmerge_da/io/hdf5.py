@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .atomic import atomic_path
+from deepmerge_da.io.atomic import atomic_path
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 # What a prepared set (one with a ``split`` dataset) stores besides the images: its training statistics.

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from tqdm import tqdm
 
-from .h5io import SPLITS, ImageSet, read_image_set, write_image_set
+from deepmerge_da.io.hdf5 import SPLITS, ImageSet, read_image_set, write_image_set
 
 log = logging.getLogger(__name__)
 

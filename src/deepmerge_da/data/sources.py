@@ -1,6 +1,6 @@
 """Data sources that write a pair's raw source and target sets (``results/data/{pair}/raw/{domain}.h5``).
 
-``synthetic`` is the embedded universe (:mod:`deepmerge_da.synthetic`): for sim2sim one set of objects
+``synthetic`` is the embedded universe (:mod:`deepmerge_da.data.synthetic`): for sim2sim one set of objects
 is rendered once and observed twice (PSF only -> source; PSF + sky noise -> target); for sim2real the
 simulated SDSS-like mocks and the observed-like JPEG target are different objects.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import numpy as np
 
-from .h5io import ImageSet, write_image_set
-from .sdss_local import NATIVE_SIZE, load_cutout_dir
-from .synthetic import (Sim2RealParams, Sim2SimParams, SyntheticSet, observe_sim2sim, render_sim2real_source,
+from deepmerge_da.io.hdf5 import ImageSet, write_image_set
+from deepmerge_da.data.sdss_cutouts import NATIVE_SIZE, load_cutout_dir
+from deepmerge_da.data.synthetic import (Sim2RealParams, Sim2SimParams, SyntheticSet, observe_sim2sim, render_sim2real_source,
                         render_sim2real_target, render_sim2sim)
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .atomic import atomic_path
-from .metrics import METRICS
+from deepmerge_da.io.atomic import atomic_path
+from deepmerge_da.report.metrics import METRICS
 
 log = logging.getLogger(__name__)
 

@@ -52,8 +52,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy.special import erf
 
-from . import observe
-from .observe import AB_ZEROPOINT_NJY, NJY_PER_NANOMAGGY, mag_to_njy
+from deepmerge_da.data import observe
+from deepmerge_da.data.observe import AB_ZEROPOINT_NJY, NJY_PER_NANOMAGGY, mag_to_njy
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -1274,7 +1274,7 @@ def render_sim2sim(params: Sim2SimParams | dict | None = None, seed: int = 0, th
         "limiting_sb_nsigma": P.limiting_sb_nsigma,
         "labels": {"1": "merger", "0": "non-merger"},
         "seed": seed,
-        "generator": f"deepmerge_da.synthetic {GENERATOR_VERSION}",
+        "generator": f"deepmerge_da.data.synthetic {GENERATOR_VERSION}",
         "catalog_codes": {"merger_type": list(_MERGER_TYPES), "morphology": list(_MORPHS)},
         "params": P.to_dict(),
     }
@@ -1322,7 +1322,7 @@ def render_sim2real_source(params: Sim2RealParams | dict | None = None, seed: in
         "snr_median": P.source_snr,
         "labels": {"1": "post-merger", "0": "non-merger"},
         "seed": seed,
-        "generator": f"deepmerge_da.synthetic {GENERATOR_VERSION}",
+        "generator": f"deepmerge_da.data.synthetic {GENERATOR_VERSION}",
         "catalog_codes": {"merger_type": list(_MERGER_TYPES), "morphology": list(_MORPHS)},
         "params": P.to_dict(),
     }
@@ -1353,7 +1353,7 @@ def render_sim2real_target(params: Sim2RealParams | dict | None = None, seed: in
         "jpeg_quality": P.jpeg_quality,
         "labels": {"1": "post-merger", "0": "non-merger"},
         "seed": seed,
-        "generator": f"deepmerge_da.synthetic {GENERATOR_VERSION}",
+        "generator": f"deepmerge_da.data.synthetic {GENERATOR_VERSION}",
         "catalog_codes": {"merger_type": list(_MERGER_TYPES), "morphology": list(_MORPHS)},
         "params": P.to_dict(),
     }
