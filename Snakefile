@@ -4,7 +4,18 @@
 # Every config key is explained in config/README.md; the logic lives in the deepmerge_da package.
 from snakemake.utils import min_version
 
+from snakemake.exceptions import WorkflowError
+
+from deepmerge_da.config import ConfigError, load_yaml
+
 min_version("9.0")
+
+
+# Snakemake's own parser reports a YAML syntax error without file or line: ours names both.
+try:
+    load_yaml("config/config.yaml")
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 
 configfile: "config/config.yaml"

@@ -42,7 +42,8 @@ from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
 from deepmerge_da.nn.methods import TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network, count_trainable_parameters
-from deepmerge_da.training.loop import DomainTensors, make_optimizer, predict_logits, seed_everything, train_one_epoch
+from deepmerge_da.training.loop import make_optimizer, train_one_epoch
+from deepmerge_da.training.runtime import DomainTensors, predict_logits, seed_everything
 
 # ---- Paper scale (DeepMerge II, Ciprijanovic et al. 2021) -------------------------------------------------------
 IMAGE_SHAPE = (3, 75, 75)   # Sec. 4: three filters, 75 x 75 pixels in both pairs

@@ -3,7 +3,7 @@
 
 For each (network, method) the script runs the same number of optimisation steps (after a short warm-up)
 
-* with OUR trainer: ``deepmerge_da.training.loop.load_split`` (the whole train split as one contiguous, standardised
+* with OUR trainer: ``deepmerge_da.training.runtime.load_split`` (the whole train split as one contiguous, standardised
   tensor) and ``deepmerge_da.training.loop.train_one_epoch`` (batched random flips / 90-degree rotations by index);
 * with a NAIVE baseline written the way such code usually is: a ``torch.utils.data.Dataset`` that reads ONE
   image at a time from the HDF5 file with h5py, standardises it, applies per-sample torchvision transforms
@@ -55,8 +55,8 @@ from deepmerge_da.io.hdf5 import SPLITS, ImageSet, write_image_set
 from deepmerge_da.nn.methods import TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network
 from deepmerge_da.nn.pooling import with_nn_max_pool2d
-from deepmerge_da.training.loop import (DomainTensors, compile_for_training, load_split, make_optimizer, optimisation_step,
-                                seed_everything, train_one_epoch)
+from deepmerge_da.training.loop import compile_for_training, make_optimizer, optimisation_step, train_one_epoch
+from deepmerge_da.training.runtime import DomainTensors, load_split, seed_everything
 
 PAIR = "sim2sim"
 SPEEDUP_THRESHOLD = 1.05  # a variant "pays off" when it is at least 5 % faster (smaller gaps are noise here)

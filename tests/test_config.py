@@ -87,3 +87,74 @@ def test_every_physical_parameter_is_documented():
     for params in (Sim2SimParams, Sim2RealParams):
         missing = [k for k in params.describe() if f"`{k}`" not in readme]
         assert not missing, f"config/README.md does not document {missing}"
+
+
+def test_validation_fills_in_the_schema_defaults(config):
+    # The rules and `deepmerge-da` read these keys directly: validation is where their defaults come from.
+    for key in ("selection", "amp", "compile", "augment", "freeze", "max_epochs_by_network", "overrides"):
+        config["training"].pop(key, None)
+    config["resources"] = {"train_threads": 3}
+    del config["data"]["sdss"]
+    validate_config(config, SCHEMA)
+    training = config["training"]
+    assert training["selection"] == "source_accuracy" and training["freeze"] == [] and training["overrides"] == {}
+    assert training["tl_init"] == {"network": "deepmerge", "method": "mmd", "seed": 1}
+    assert config["resources"] == {"train_threads": 3, "synthesize_threads": 2, "train_mem_mb": 4000,
+                                   "train_runtime_min": 120, "train_gpus": 0}
+    assert config["data"]["sdss"] == {"cutout_dir": None, "max_nonmergers": None}
+    assert config["data"]["pairs"]["sim2sim"]["n_per_class"] is None
+    # A default is copied, never shared between configs.
+    other = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    validate_config(other, SCHEMA)
+    other["training"]["tl_init"]["seed"] = 5
+    assert training["tl_init"]["seed"] == 1
+
+
+def test_a_partial_tl_init_is_merged_with_its_defaults(config):
+    config["training"]["tl_init"] = {"seed": 2}
+    validate_config(config, SCHEMA)
+    assert config["training"]["tl_init"] == {"network": "deepmerge", "method": "mmd", "seed": 2}
+
+
+def test_a_partial_tl_init_keeps_the_tl_mmd_jobs(workflow_copy):
+    (workflow_copy / "partial.yaml").write_text("training:\n  tl_init: {seed: 2}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", ".test/config/config.yaml", "partial.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = result.stdout.split("\nrule ")
+    tl_mmd = [job for job in jobs if "output: results/runs/sim2real/deepmerge/tl_mmd/seed1/model.pt" in job]
+    assert len(tl_mmd) == 1, result.stdout[-3000:]
+    inputs = next(line for line in tl_mmd[0].splitlines() if line.strip().startswith("input:"))
+    assert "results/runs/sim2sim/deepmerge/mmd/seed2/model.pt" in inputs, inputs
+
+
+def test_the_package_names_are_the_schema_names():
+    from deepmerge_da.cli import build_parser
+    from deepmerge_da.config import SCHEMA_NAMES, load_schema
+    from deepmerge_da.grid import CRITERIA, METHODS, NETWORKS, PAIRS
+
+    raw = yaml.safe_load(SCHEMA.read_text())["$defs"]
+    loaded = load_schema(SCHEMA)["$defs"]
+    for name, values in SCHEMA_NAMES.items():
+        assert "enum" not in raw[name] and loaded[name]["enum"] == list(values)
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    choices = {action.dest: action.choices for action in train._actions if action.choices}
+    assert choices == {"pair": PAIRS, "network": NETWORKS, "method": METHODS, "selection": CRITERIA}
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda c: c["training"].update(selection="best_epoch"), "'training.selection': 'best_epoch' is not one of"),
+    (lambda c: c["training"].update(tl_init={"network": "resnet"}), "'training.tl_init.network': 'resnet'"),
+    (lambda c: c["training"].update(tl_init={"method": "tl_mmd"}), "'training.tl_init.method': 'tl_mmd'"),
+    (lambda c: c["training"].update(max_epochs_by_network={"resnet": 2}),
+     "'training.max_epochs_by_network.resnet': 'resnet' is not one of"),
+    (lambda c: c["training"].update(overrides={"sim2sim": {"deepmerge": {"dann": {"lr": 0.1}}}}),
+     "'training.overrides.sim2sim.deepmerge.dann': 'dann' is not one of"),
+    (lambda c: c["experiments"].update(sim2other=None), "'experiments.sim2other': 'sim2other' is not one of"),
+    (lambda c: c["training"].update(freeze=["conv.", "convs."]),
+     "'training.freeze': freeze prefix 'convs.' names no parameter of the deepmerge network"),
+])
+def test_a_name_the_package_does_not_define_is_named_with_its_key(config, edit, named):
+    edit(config)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        validate_config(config, SCHEMA)

@@ -1,4 +1,4 @@
-"""fetch.py against a real HTTP server on 127.0.0.1 that injects faults (tests/http_fault_server.py)."""
+"""fetch.py and http.py against a real HTTP server on 127.0.0.1 that injects faults (tests/http_fault_server.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +18,9 @@ from PIL import Image
 
 from conftest import copy_workflow, snakemake
 from deepmerge_da.io.atomic import write_text_atomic
-from deepmerge_da.data.fetch import (ChecksumError, FetchError, check_jpeg, check_jpeg_file, cutout_url,
-                                fetch_cutouts, fetch_file)
+from deepmerge_da.data.fetch import cutout_url, fetch_cutouts
+from deepmerge_da.data.http import ChecksumError, FetchError, fetch_file
+from deepmerge_da.data.jpeg import check_jpeg, check_jpeg_file
 from http_fault_server import FaultServer, Step, make_blank_jpeg, make_jpeg, ok
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -404,7 +405,7 @@ def test_fetch_file_redirects_and_unverified_digest(tmp_path, caplog):
         assert other.file_count("cat.csv") == 1
 
         same = tmp_path / "dl" / "same.csv"
-        with caplog.at_level("WARNING", logger="deepmerge_da.data.fetch"):
+        with caplog.at_level("WARNING", logger="deepmerge_da.data.http"):
             fetch_file(renamed, same, record_sha256=True)  # a relative, same-host redirect: followed
         assert same.read_bytes() == payload and srv.file_count("cat.csv") == 1
     sidecar = same.with_name("same.csv.sha256")

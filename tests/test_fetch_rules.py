@@ -29,7 +29,7 @@ from PIL import Image
 
 from conftest import REPO, copy_workflow, snakemake
 from deepmerge_da.config import ConfigError, validate_config
-from deepmerge_da.data.fetch import check_jpeg_file
+from deepmerge_da.data.jpeg import check_jpeg_file
 from deepmerge_da.data.published import PublishedDataError, detect_layout, fits_to_image_set, npy_to_image_set
 from http_fault_server import FaultServer, Step, make_blank_jpeg, make_jpeg, ok
 

@@ -14,7 +14,8 @@ from deepmerge_da.io.checkpoint import load_model
 from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.report.gradcam import GradCAM, gradcam_maps
 from deepmerge_da.io.hdf5 import ImageSet, write_image_set
-from deepmerge_da.training.loop import load_split, train_run
+from deepmerge_da.training.loop import train_run
+from deepmerge_da.training.runtime import load_split
 
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
       "lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 0.5}

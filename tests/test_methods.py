@@ -10,7 +10,8 @@ from deepmerge_da.nn.methods import StepOutputs, TransferObjective
 from deepmerge_da.nn.models import build_network
 from deepmerge_da.data.preprocess import prepare_file
 from deepmerge_da.data.sources import synthesize_sim2sim
-from deepmerge_da.training.loop import load_split, predict_logits, seed_everything, train_run
+from deepmerge_da.training.loop import train_run
+from deepmerge_da.training.runtime import load_split, predict_logits, seed_everything
 
 HP = {"lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 1.0}
 

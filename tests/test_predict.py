@@ -1,4 +1,4 @@
-"""predict.py: classifying your own cutouts gives the predictions evaluation gives, whatever the file format.
+"""deepmerge_da.predict: classifying your own cutouts gives the predictions evaluation gives, whatever the file format.
 
 A tiny DeepMerge is trained once (module fixture) on a tiny pair whose source is in "physical" units and whose
 target is in 8-bit JPEG counts, as sim2real; real components throughout (HDF5, training, evaluation, the SDSS
@@ -21,8 +21,10 @@ from deepmerge_da.cli import main as cli_main
 from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.io.hdf5 import ImageSet, read_image_set, write_image_set
 from deepmerge_da.nn.models import build_network
-from deepmerge_da.predict.predict import (expand_inputs, input_files, load_models, predict, predict_image_set, read_image,
-                                  skipped_path)
+from deepmerge_da.predict.ensemble import load_models, predict, predict_image_set
+from deepmerge_da.predict.inputs import expand_inputs, input_files
+from deepmerge_da.predict.outputs import skipped_path
+from deepmerge_da.predict.readers import read_image
 from deepmerge_da.data.preprocess import prepare_image_set
 from deepmerge_da.training.loop import train_run
 from http_fault_server import FaultServer, Step, make_jpeg, ok

@@ -21,7 +21,8 @@ from deepmerge_da.cli import main as cli_main
 from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.nn.models import build_network
 from deepmerge_da.report.tables import render_table
-from deepmerge_da.training.loop import load_split, predict_logits, train_run
+from deepmerge_da.training.loop import train_run
+from deepmerge_da.training.runtime import load_split, predict_logits
 
 REPO = Path(__file__).resolve().parents[1]
 # (seed, epochs) of the two runs: seed 3 learns in two epochs, seed 1 is still at chance after one.

@@ -17,7 +17,8 @@ import pytest
 from deepmerge_da.data import catalogues
 from deepmerge_da.data.catalogues import CatalogueError, build_selection, read_darg_catalogue, select_mergers, \
     select_nonmergers
-from deepmerge_da.data.fetch import check_jpeg_file, fetch_cutouts
+from deepmerge_da.data.fetch import fetch_cutouts
+from deepmerge_da.data.jpeg import check_jpeg_file
 from deepmerge_da.data.sdss_cutouts import load_cutout_dir
 from http_fault_server import FaultServer, make_blank_jpeg, make_jpeg, ok
 

@@ -13,7 +13,9 @@ from torch import nn
 from conftest import write_toy_pair
 from deepmerge_da.training import selection as sel
 from deepmerge_da.io.checkpoint import load_checkpoint
-from deepmerge_da.training.loop import DomainTensors, train_run
+from deepmerge_da.report.selection_report import selection_table
+from deepmerge_da.training.loop import train_run
+from deepmerge_da.training.runtime import DomainTensors
 
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 10,
       "lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 0.5}
@@ -168,8 +170,8 @@ def test_train_run_rejects_an_unknown_criterion(tmp_path):
 
 def test_selection_table_has_one_row_per_criterion(entropy_run, tmp_path):
     out, _ = entropy_run
-    table = sel.selection_table([str(out)], tmp_path / "sel.csv", tmp_path / "sel.md", tmp_path / "sel.png",
-                                data_description="tiny test pair")
+    table = selection_table([str(out)], tmp_path / "sel.csv", tmp_path / "sel.md", tmp_path / "sel.png",
+                            data_description="tiny test pair")
     assert list(table.criterion) == list(sel.CRITERIA)
     history = pd.read_csv(out / "history.csv")
     row = table.set_index("criterion").loc["negative_entropy"]
@@ -188,4 +190,25 @@ def test_selection_table_has_one_row_per_criterion(entropy_run, tmp_path):
     with pytest.raises(ValueError, match="no column"):
         (tmp_path / "old").mkdir()
         history.drop(columns=["test_target_accuracy"]).to_csv(tmp_path / "old" / "history.csv", index=False)
-        sel.selection_table([str(tmp_path / "old")], tmp_path / "x.csv", tmp_path / "x.md", tmp_path / "x.png", "")
+        selection_table([str(tmp_path / "old")], tmp_path / "x.csv", tmp_path / "x.md", tmp_path / "x.png", "")
+
+
+def test_selection_table_leaves_target_only_runs_out(entropy_run, tmp_path):
+    # A target_only run trains on the labelled target and logs it as "source", the simulated domain as
+    # "target": its test_target_accuracy is not a target accuracy, and it is no domain-adaptation run.
+    out, _ = entropy_run
+    oracle = tmp_path / "target_only"
+    oracle.mkdir()
+    history = pd.read_csv(out / "history.csv")
+    history.assign(test_target_accuracy=2.0).to_csv(oracle / "history.csv", index=False)  # 2: seen if pooled
+    meta = json.loads((out / "train.json").read_text())
+    (oracle / "train.json").write_text(json.dumps(dict(meta, method="target_only")))
+    table = selection_table([str(out), str(oracle)], tmp_path / "sel.csv", tmp_path / "sel.md", tmp_path / "sel.png",
+                            data_description="tiny test pair")
+    alone = selection_table([str(out)], tmp_path / "a.csv", tmp_path / "a.md", tmp_path / "a.png", "tiny test pair")
+    assert (table.n_runs == 1).all()
+    pd.testing.assert_frame_equal(table, alone)
+    md = (tmp_path / "sel.md").read_text()
+    assert "Left out (1): `sim2sim/deepmerge/target_only/seed2`" in md and "target_only" not in md.split("Left out")[0]
+    with pytest.raises(ValueError, match="no domain-adaptation run"):
+        selection_table([str(oracle)], tmp_path / "x.csv", tmp_path / "x.md", tmp_path / "x.png", "")

@@ -9,10 +9,11 @@ import torch
 
 from conftest import write_toy_pair
 from deepmerge_da.io.checkpoint import load_checkpoint
-from deepmerge_da.nn.methods import METHODS, TransferObjective
+from deepmerge_da.grid import METHODS
+from deepmerge_da.nn.methods import TRANSFER, TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network
-from deepmerge_da.training.loop import (DomainTensors, cyclic_lr_factor, make_optimizer, random_dihedral, train_one_epoch,
-                                train_run)
+from deepmerge_da.training.loop import cyclic_lr_factor, make_optimizer, random_dihedral, train_one_epoch, train_run
+from deepmerge_da.training.runtime import DomainTensors
 
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
       "lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 0.5}
@@ -35,20 +36,21 @@ def test_every_parameter_group_that_should_learn_changes(method, network):
     objective = TransferObjective(method, model.feature_dim, HP)
     optimizer, scheduler = make_optimizer(model, objective, HP, steps_per_epoch=2)
     names = [g["name"] for g in optimizer.param_groups]
-    expected = {"network"} | ({"domain_classifier"} if "ada" in method else set()) \
+    adversarial = TRANSFER[method] in ("adversarial", "conditional_adversarial")
+    expected = {"network"} | ({"domain_classifier"} if adversarial else set()) \
         | ({"fisher_centers"} if "fisher" in method else set())
     assert set(names) == expected
     before = [[p.detach().clone() for p in g["params"]] for g in optimizer.param_groups]
-    target = domain(16, 1.0, 2, size) if method != "noda" else None
+    target = domain(16, 1.0, 2, size) if uses_target(method) else None
     row = train_one_epoch(model, objective, optimizer, scheduler, domain(16, 0.0, 1, size), target,
                           batch_size=8, generator=torch.Generator().manual_seed(0), first_step=0, total_steps=4)
     for group, old in zip(optimizer.param_groups, before):
         changed = sum(not torch.equal(p.detach(), o) for p, o in zip(group["params"], old))
         assert changed == len(old), f"{group['name']}: only {changed}/{len(old)} tensors changed"
     assert np.isfinite(row["train_total"])
-    if method != "noda":
+    if uses_target(method):
         assert row["train_transfer"] != 0.0
-    if "ada" in method:
+    if adversarial:
         assert 0.0 <= row["train_domain_accuracy"] <= 1.0
     # The domain classifier keeps its learning-rate multiplier under the schedule.
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
@@ -110,7 +112,7 @@ def test_freezing_conv_layers_keeps_weights_and_batch_norm_statistics():
     from deepmerge_da.training.loop import freeze_layers
 
     model = build_network("deepmerge")
-    freeze_layers(model, ["conv."])
+    freeze_layers(model, ["conv."], "deepmerge")
     objective = TransferObjective("noda", model.feature_dim, HP)
     optimizer, scheduler = make_optimizer(model, objective, HP, steps_per_epoch=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -160,3 +162,31 @@ def test_compiled_training_steps_match_eager(tmp_path):
     network = build_network("deepmerge", in_channels=3)
     network.load_state_dict(state)
     assert network.conv[0].weight.is_contiguous() and torch.equal(network.conv[0].weight, weight)
+
+
+def test_freeze_applies_only_to_a_run_initialised_from_a_checkpoint(tmp_path):
+    # training.freeze is one setting of the whole grid: a run trained from scratch trains every parameter (it froze
+    # DeepMerge's conv layers at their random initialisation), a run initialised from a checkpoint (tl_mmd) keeps
+    # the frozen layers of that checkpoint.
+    paths = write_toy_pair(tmp_path)
+    common = dict(source=str(paths["source"]), target=str(paths["target"]), network="deepmerge", seed=1, hp=HP,
+                  max_epochs=1, batch_size=16, device="cpu", progress=False, freeze=["conv."])
+    n_parameters = sum(p.numel() for p in build_network("deepmerge").parameters())
+    scratch = train_run(**common, out_dir=str(tmp_path / "noda"), pair="sim2sim", method="noda")
+    assert scratch["trainable_parameters"] == n_parameters == 174_626
+    init = tmp_path / "noda" / "model.pt"
+    tl = train_run(**common, out_dir=str(tmp_path / "tl"), pair="sim2real", method="tl_mmd", init_checkpoint=str(init))
+    assert tl["trainable_parameters"] == 168_098
+    before, after = load_checkpoint(init)[0], load_checkpoint(tmp_path / "tl" / "model.pt")[0]
+    conv = [k for k in before if k.startswith("conv.") and "num_batches" not in k]  # weights, batch-norm statistics
+    assert conv and all(torch.equal(before[k], after[k]) for k in conv)
+
+
+@pytest.mark.parametrize("network, prefix", [("deepmerge", "features."), ("resnet18", "conv."),
+                                             ("deepmerge", "conv.9")])
+def test_a_freeze_prefix_that_names_no_parameter_is_an_error(network, prefix):
+    from deepmerge_da.training.loop import freeze_layers
+
+    with pytest.raises(ValueError, match=rf"freeze prefix '{prefix}' names no parameter of the {network} network"):
+        freeze_layers(build_network(network), ["head.", prefix], network)
+

@@ -11,9 +11,8 @@ import json
 import sys
 
 from deepmerge_da import __version__
-from deepmerge_da.config import load_yaml
-from deepmerge_da.nn.methods import METHODS
-from deepmerge_da.training.selection import CRITERIA
+from deepmerge_da.config import SCHEMA_PATH, load_yaml, validate_config
+from deepmerge_da.grid import CRITERIA, METHODS, NETWORKS, PAIRS
 
 EPILOG = """examples:
   deepmerge-da synthesize sim2sim --source raw_source.h5 --target raw_target.h5 --threads 2
@@ -25,7 +24,7 @@ EPILOG = """examples:
       --method noda --out scan.csv --plot scan.png
   deepmerge-da info run/model.pt
   deepmerge-da fetch my_galaxies.csv --out cutouts/
-  deepmerge-da predict 'cutouts/*.jpeg' my_galaxies.csv --model run/model.pt --model run2/model.pt \
+  deepmerge-da predict 'cutouts/*.jpeg' my_galaxies.csv --model run/model.pt --model run2/model.pt \\
       --out predictions.csv
 """
 
@@ -49,26 +48,35 @@ def _cmd_prepare(args) -> None:
                  fractions=tuple(args.fractions), n_per_class=args.n_per_class, seed=args.seed)
 
 
+def _validated_config(path: str) -> dict:
+    """The config at ``path``, checked and completed with the schema's defaults as the workflow's are (the schema
+    and the config's presets_file are read relative to the working directory: the repository root)."""
+    config = load_yaml(path)
+    validate_config(config, SCHEMA_PATH)
+    return config
+
+
 def _cmd_train(args) -> None:
-    from deepmerge_da.config import load_presets, run_hyperparameters
+    from deepmerge_da.config import load_presets, train_arguments
     from deepmerge_da.training.loop import train_run
 
-    config = load_yaml(args.config)
-    hp = run_hyperparameters(config, load_presets(config["presets_file"]), args.pair, args.network, args.method)
-    hp.update(json.loads(args.set) if args.set else {})
-    train_run(source=args.source, target=args.target, out_dir=args.out, pair=args.pair, network=args.network,
-              method=args.method, seed=args.seed, hp=hp, max_epochs=args.epochs or config["training"]["max_epochs"],
-              batch_size=config["training"]["batch_size"], device=args.device, threads=args.threads,
-              init_checkpoint=args.init,
-              selection=args.selection or config["training"].get("selection", "source_accuracy"),
-              compile_model=args.compile or config["training"].get("compile", False))
+    config = _validated_config(args.config)
+    # The workflow's train rule trains with the same arguments; an option given here replaces the config's.
+    kwargs = train_arguments(config, load_presets(config["presets_file"]), pair=args.pair, network=args.network,
+                             method=args.method, seed=args.seed, source=args.source, target=args.target,
+                             out_dir=args.out, init_checkpoint=args.init)
+    kwargs["hp"].update(json.loads(args.set) if args.set else {})
+    given = {"max_epochs": args.epochs, "device": args.device, "selection": args.selection,
+             "compile_model": args.compile}
+    kwargs.update({key: value for key, value in given.items() if value is not None})
+    train_run(**kwargs, threads=config["resources"]["train_threads"] if args.threads is None else args.threads)
 
 
 def _cmd_lr_scan(args) -> None:
     from deepmerge_da.config import load_presets, run_hyperparameters
     from deepmerge_da.training.lr_scan import lr_range_scan
 
-    config = load_yaml(args.config)
+    config = _validated_config(args.config)
     hp = run_hyperparameters(config, load_presets(config["presets_file"]), args.pair, args.network, args.method)
     curve = lr_range_scan(source=args.source, target=args.target, network=args.network, method=args.method, hp=hp,
                           out_csv=args.out, epochs=args.epochs, lr_min=args.lr_min, lr_max=args.lr_max,
@@ -88,7 +96,8 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from deepmerge_da.predict.predict import predict, skipped_path
+    from deepmerge_da.predict.ensemble import predict
+    from deepmerge_da.predict.outputs import skipped_path
 
     df = predict(args.inputs, args.model, args.out, threshold=args.threshold, batch_size=args.batch_size,
                  device=args.device, progress=not args.no_progress, filters=args.filters,
@@ -155,10 +164,13 @@ def _add_run_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--source", required=True, help="prepared source HDF5")
     p.add_argument("--target", required=True, help="prepared target HDF5")
     p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--pair", required=True, choices=["sim2sim", "sim2real"])
-    p.add_argument("--network", required=True, choices=["deepmerge", "resnet18"])
+    p.add_argument("--pair", required=True, choices=PAIRS)
+    p.add_argument("--network", required=True, choices=NETWORKS)
     p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--config", default="config/config.yaml", help="config whose presets and overrides apply")
+    p.add_argument("--config", default="config/config.yaml",
+                   help="config whose presets and overrides apply (to train, its training settings too), checked as "
+                        "the workflow checks it (default %(default)s; it, its presets_file and the schema are read "
+                        "relative to the working directory)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synthesize", help="render a pair's raw source and target sets from the synthetic universe")
-    p.add_argument("pair", choices=["sim2sim", "sim2real"])
+    p.add_argument("pair", choices=PAIRS)
     p.add_argument("--source", required=True, help="output raw source HDF5")
     p.add_argument("--target", required=True, help="output raw target HDF5")
     p.add_argument("--params", help="YAML file of physical parameters (config/README.md lists them)")
@@ -187,19 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=_cmd_prepare)
 
-    p = sub.add_parser("train", help="train one run (hyperparameters from the config's presets)")
+    p = sub.add_parser("train", help="train one run as the workflow's train rule does, from the config")
     _add_run_arguments(p, out_help="run directory for model.pt, history.csv, train.json")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--set", help='JSON of hyperparameters to override, e.g. \'{"lr": 0.002}\'')
-    p.add_argument("--epochs", type=int, help="maximum epochs (default: the config's)")
-    p.add_argument("--init", help="checkpoint to initialise from (transfer learning)")
-    p.add_argument("--compile", action="store_true",
+    p.add_argument("--epochs", type=int,
+                   help="maximum epochs (default: the config's training.max_epochs_by_network, else max_epochs)")
+    p.add_argument("--init", help="checkpoint to initialise from (transfer learning; training.freeze applies)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="run the training steps through torch.compile (default: the config's training.compile)")
     p.add_argument("--selection", choices=CRITERIA,
                    help="criterion whose best epoch is kept and early stopping follows (default: the config's "
-                        "training.selection, else source_accuracy)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1)
+                        "training.selection)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's training.device)")
+    p.add_argument("--threads", type=int, help="PyTorch threads (default: the config's resources.train_threads)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("lr-scan", help="learning-rate range scan: loss against a growing learning rate")
@@ -220,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_cmd_evaluate)
 
-    from deepmerge_da.data.fetch import DEFAULT_BASE_URL, fetch_cutouts
+    from deepmerge_da.data.fetch import fetch_cutouts
+    from deepmerge_da.data.sdss_cutouts import DEFAULT_BASE_URL
 
     p = sub.add_parser(
         "predict", help="classify your own cutouts (FITS, JPEG/PNG, NPY, or a catalogue CSV) with checkpoints",
@@ -261,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 
+    from deepmerge_da.data.catalogues import build_selection
+
     fetch_defaults = {k: v.default for k, v in inspect.signature(fetch_cutouts).parameters.items()}
+    selection_defaults = {k: v.default for k, v in inspect.signature(build_selection).parameters.items()}
     p = sub.add_parser(
         "fetch", help="download SDSS cutouts for a catalogue into a cutout directory the workflow reads",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -301,9 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the label of every row of a CATALOGUE without a label column")
     p.add_argument("--darg", metavar="FILE", help="Darg et al. (2010) merger catalogue (ra1, dec1, stage[, specz1])")
     p.add_argument("--gz1", metavar="FILE", help="Galaxy Zoo 1 non-merger table (ID, RAdeg, DEdeg, zsp, P_MG[, SDSS])")
-    p.add_argument("--n-nonmergers", type=_count_or_all, default=3000, metavar="N",
-                   help="size of the seeded random subset of non-mergers (default 3000, as the paper; 'all': every one "
-                        "that passes the cuts)")
+    p.add_argument("--n-nonmergers", type=_count_or_all, default=selection_defaults["n_nonmergers"], metavar="N",
+                   help="size of the seeded random subset of non-mergers (default %(default)s, as the paper; 'all': "
+                        "every one that passes the cuts)")
     p.add_argument("--seed", type=int, default=1,
                    help="seed of that subset (default 1, data.seed of the default config)")
     p.add_argument("--out", required=True, metavar="DIR", help="the cutout directory to fill (created if missing)")

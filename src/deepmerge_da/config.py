@@ -1,12 +1,23 @@
-"""Workflow configuration: validation against the JSON schema, presets, and per-run hyperparameters."""
+"""Workflow configuration: validation against the JSON schema (which fills in its defaults), presets, per-run
+hyperparameters, and the training call of one run (:func:`train_arguments`, the train rule's and
+``deepmerge-da train``'s)."""
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from deepmerge_da.data.published import LAYOUTS
+from deepmerge_da.grid import CRITERIA, METHODS, NETWORKS, PAIRS
+from deepmerge_da.nn.models import build_network
+
+#: The config schema, relative to the repository root (where Snakemake and ``deepmerge-da`` run).
+SCHEMA_PATH = Path("workflow/schemas/config.schema.yaml")
+# The schema's $defs whose enum is one of the package's tuples: each list is written once, in the package.
+SCHEMA_NAMES = {"pair": PAIRS, "network": NETWORKS, "method": METHODS, "criterion": CRITERIA, "layout": LAYOUTS}
 # Keys every hyperparameter set must have after presets and overrides are merged.
 REQUIRED_HYPERPARAMETERS = ("lr", "beta1", "beta2", "eps", "weight_decay", "cycle", "patience")
 # DeepMerge's head takes 2592 = 32 x 9 x 9 inputs (models.DeepMerge): its three 2x2 poolings (rounding down) must
@@ -19,7 +30,10 @@ class ConfigError(ValueError):
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    path = list(error.absolute_path)
+    if "propertyNames" in error.absolute_schema_path:  # a bad key of a mapping: name it in the path
+        path.append(error.instance)
+    return ".".join(str(p) for p in path) or "(top level)"
 
 
 def load_yaml(path: str | os.PathLike):
@@ -38,13 +52,38 @@ def load_yaml(path: str | os.PathLike):
         raise ConfigError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}") from None
 
 
+def load_schema(schema_path: str | os.PathLike) -> dict:
+    """The config schema, its ``$defs`` of the package's names (:data:`SCHEMA_NAMES`) given their ``enum``."""
+    schema = load_yaml(schema_path)
+    for name, values in SCHEMA_NAMES.items():
+        schema["$defs"][name]["enum"] = list(values)
+    return schema
+
+
+def _filling_defaults(validator_class):
+    """``validator_class`` that also sets every absent property that has a ``default`` (a copy of it) in each
+    mapping it validates, before validating it: nested defaults fill a default mapping, or merge with a partial
+    one (``training.tl_init: {seed: 2}`` gets the default network and method)."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for key, subschema in properties.items():
+                if key not in instance and "default" in subschema:
+                    instance[key] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
 def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
-    """Raise :class:`ConfigError` naming the first offending key, or return quietly.
+    """Fill in the schema's defaults of the keys ``config`` lacks (in place), then raise :class:`ConfigError`
+    naming the first offending key, or return quietly: the workflow's rules and ``deepmerge-da`` read every key
+    with a default directly.
 
     Relative paths in the config (``data.sdss.cutout_dir``) are taken from the working directory, as
     Snakemake takes them."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _filling_defaults(jsonschema.Draft202012Validator)(load_schema(schema_path))
     # best_match looks inside anyOf/oneOf alternatives for the deepest error: the key a user must fix.
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
@@ -52,7 +91,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
     data = config["data"]
     if abs(sum(data["split_fractions"]) - 1.0) > 1e-6:
         raise ConfigError(f"invalid config at 'data.split_fractions': {data['split_fractions']} does not sum to 1")
-    for pair, grid in config.get("experiments", {}).items():
+    for pair, grid in config["experiments"].items():
         if grid is None:  # switched off (e.g. by a configfile layered on top)
             continue
         if pair not in data["pairs"]:
@@ -64,7 +103,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
                                       f"{network!r} (give a list per network, or one list for all)")
     _check_image_size(config)
     # Physical parameters of the synthetic universe are checked by their own dataclasses.
-    from deepmerge_da.data.synthetic import ParameterError, Sim2RealParams, Sim2SimParams
+    from deepmerge_da.data.synthetic.parameters import ParameterError, Sim2RealParams, Sim2SimParams
 
     for pair, params in (("sim2sim", Sim2SimParams), ("sim2real", Sim2RealParams)):
         if pair in data["pairs"]:
@@ -73,7 +112,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
             except ParameterError as exc:
                 raise ConfigError(f"invalid config at 'data.pairs.{pair}.synthetic.{exc.name}': {exc}") from None
     if data["pairs"].get("sim2real", {}).get("source") == "local":
-        cutout_dir = data.get("sdss", {}).get("cutout_dir")
+        cutout_dir = data["sdss"]["cutout_dir"]
         if not cutout_dir:
             raise ConfigError("invalid config at 'data.sdss.cutout_dir': data.pairs.sim2real.source is 'local' "
                               "but no cutout directory is given")
@@ -82,6 +121,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
             raise ConfigError(f"invalid config at 'data.sdss.cutout_dir': no directory {cutout_dir}{where} "
                               "to read the real SDSS cutouts from (data.pairs.sim2real.source is 'local')")
     _check_download_sources(data)
+    _check_freeze(config)
 
 
 def _check_image_size(config: dict) -> None:
@@ -92,7 +132,7 @@ def _check_image_size(config: dict) -> None:
             continue
         networks = {n: f"experiments.{pair}.networks" for n in grid["networks"]}
         if "tl_mmd" in grid["methods"]:
-            networks.setdefault(config["training"].get("tl_init", {}).get("network", "deepmerge"),
+            networks.setdefault(config["training"]["tl_init"]["network"],
                                 f"training.tl_init, for tl_mmd in experiments.{pair}.methods")
         if "deepmerge" in networks and size not in DEEPMERGE_IMAGE_SIZES:
             raise ConfigError(f"invalid config at 'data.image_size': DeepMerge (in {networks['deepmerge']}) needs "
@@ -107,13 +147,13 @@ def _check_download_sources(data: dict) -> None:
             raise ConfigError(f"invalid config at 'data.pairs.{pair}.source': '{pdata['source']}' is only for "
                               "sim2real (its real SDSS target); use synthetic or published")
     if data["pairs"].get("sim2real", {}).get("source") == "remote":
-        catalogues = data.get("remote", {}).get("catalogues", {})
+        catalogues = data["remote"]["catalogues"]
         for key in ("darg_url", "gz1_url"):
             if not catalogues.get(key):
                 raise ConfigError(f"invalid config at 'data.remote.catalogues.{key}': data.pairs.sim2real.source "
                                   "is 'remote' but no URL is given")
-    published = data.get("published", {})
-    names = [f["name"] for f in published.get("files", [])]
+    published = data["published"]
+    names = [f["name"] for f in published["files"]]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"invalid config at 'data.published.files': file name {repeated[0]!r} is listed twice")
@@ -122,7 +162,7 @@ def _check_download_sources(data: dict) -> None:
             continue
         for domain in ("source", "target"):
             key = f"data.published.sets.{pair}.{domain}"
-            spec = published.get("sets", {}).get(pair, {}).get(domain)
+            spec = published["sets"].get(pair, {}).get(domain)
             if not spec:
                 raise ConfigError(f"invalid config at '{key}': data.pairs.{pair}.source is 'published' but no "
                                   f"files are named for its {domain}")
@@ -134,6 +174,22 @@ def _check_download_sources(data: dict) -> None:
                 if spec[kind] not in names:
                     raise ConfigError(f"invalid config at '{key}.{kind}': {spec[kind]!r} is not the name of a "
                                       "file in data.published.files")
+
+
+def _check_freeze(config: dict) -> None:
+    """Every training.freeze prefix must name parameters of each network that tl_mmd initialises (and freezes)."""
+    freeze = config["training"]["freeze"]
+    networks = {n for grid in config["experiments"].values() if grid and "tl_mmd" in grid["methods"]
+                for n in grid["networks"]}
+    if not freeze or not networks:
+        return
+    from deepmerge_da.training.loop import freeze_layers
+
+    for network in sorted(networks):
+        try:
+            freeze_layers(build_network(network), freeze, network)
+        except ValueError as exc:
+            raise ConfigError(f"invalid config at 'training.freeze': {exc}") from None
 
 
 def load_presets(path: str | os.PathLike) -> dict:
@@ -155,11 +211,25 @@ def run_hyperparameters(config: dict, presets: dict, pair: str, network: str, me
         raise ConfigError(f"no hyperparameter preset for {pair}/{network}/{method} in "
                           f"'{config['presets_file']}'") from None
     training = config["training"]
-    hp["augment"] = bool(training.get("augment", False))
-    hp.update(training.get("overrides", {}).get(pair, {}).get(network, {}).get(method, {}))
+    hp["augment"] = bool(training["augment"])
+    hp.update(training["overrides"].get(pair, {}).get(network, {}).get(method, {}))
     missing = [k for k in REQUIRED_HYPERPARAMETERS if k not in hp]
     if missing:
         raise ConfigError(f"hyperparameters of {pair}/{network}/{method} lack {', '.join(missing)}")
     if training["paper_faithful"]:
         hp["paper_faithful"] = True
     return hp
+
+
+def train_arguments(config: dict, presets: dict, *, pair: str, network: str, method: str, seed: int, source: str,
+                    target: str, out_dir: str, init_checkpoint: str | None = None) -> dict:
+    """The keyword arguments of :func:`deepmerge_da.training.loop.train_run`, all but ``threads``, that train one
+    run of a config checked by :func:`validate_config`: the workflow's train rule and ``deepmerge-da train`` both
+    train with them (the command line may then override some)."""
+    training = config["training"]
+    return dict(source=source, target=target, out_dir=out_dir, pair=pair, network=network, method=method, seed=seed,
+                hp=run_hyperparameters(config, presets, pair, network, method),
+                max_epochs=training["max_epochs_by_network"].get(network, training["max_epochs"]),
+                batch_size=training["batch_size"], device=training["device"], init_checkpoint=init_checkpoint,
+                freeze=list(training["freeze"]), amp=training["amp"], selection=training["selection"],
+                compile_model=training["compile"])

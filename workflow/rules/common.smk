@@ -3,12 +3,13 @@ from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 
-from deepmerge_da.config import ConfigError, load_presets, run_hyperparameters, validate_config
-from deepmerge_da.nn.methods import METHODS
+from deepmerge_da.config import SCHEMA_PATH, ConfigError, load_presets, train_arguments, validate_config
+from deepmerge_da.grid import METHODS, NETWORKS, PAIRS
 
 
+# Checks the config and fills in the schema's defaults: the rules read every key that has one directly.
 try:
-    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    validate_config(config, Path(workflow.basedir) / SCHEMA_PATH)
     PRESETS = load_presets(config["presets_file"])
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
@@ -18,17 +19,11 @@ RUN_DIR = "results/runs/{pair}/{network}/{method}/seed{seed}"
 
 
 wildcard_constraints:
-    pair="sim2sim|sim2real",
+    pair="|".join(PAIRS),
     domain="source|target",
-    network="deepmerge|resnet18",
+    network="|".join(NETWORKS),
     method="|".join(METHODS),
     seed=r"\d+",
-
-
-def sim2real_synthetic_domains():
-    """The sim2real domains rendered by the synthetic universe (the target may be real cutouts)."""
-    pairs = config["data"]["pairs"]
-    return "source|target" if pairs.get("sim2real", {}).get("source", "synthetic") == "synthetic" else "source"
 
 
 def seeds_of(pair, network):
@@ -56,26 +51,29 @@ def run_files(name, **selection):
     return [f"{RUN_DIR}/{name}".format(**r) for r in runs(**selection)]
 
 
-def max_epochs(wildcards):
-    """training.max_epochs, or training.max_epochs_by_network for this network."""
-    training = config["training"]
-    return training.get("max_epochs_by_network", {}).get(wildcards.network, training["max_epochs"])
-
-
-def run_hp(wildcards):
-    return run_hyperparameters(config, PRESETS, wildcards.pair, wildcards.network, wildcards.method)
+def given(options, *keys):
+    """The ``keys`` that a config mapping sets: options of a package function whose own defaults apply to the
+    others (they are not restated in the schema or the rules)."""
+    return {key: options[key] for key in keys if key in options}
 
 
 def tl_init_checkpoint(wildcards):
     """The checkpoint that initialises a transfer-learning run (config training.tl_init)."""
     if wildcards.method != "tl_mmd":
         return []
-    init = config["training"].get("tl_init", {"network": "deepmerge", "method": "mmd", "seed": 1})
-    return f"{RUN_DIR}/model.pt".format(pair="sim2sim", **init)
+    return f"{RUN_DIR}/model.pt".format(pair="sim2sim", **config["training"]["tl_init"])
+
+
+def train_call(wildcards, input, output):
+    """The keyword arguments of deepmerge_da.training.loop.train_run (but threads) for this run: those that
+    `deepmerge-da train` trains with too (deepmerge_da.config.train_arguments)."""
+    return train_arguments(config, PRESETS, pair=wildcards.pair, network=wildcards.network, method=wildcards.method,
+                           seed=int(wildcards.seed), source=input.source, target=input.target,
+                           out_dir=str(Path(output.model).parent), init_checkpoint=input.init or None)
 
 
 # The pairs to train: a pair's experiments block set to null (e.g. in a configfile on top) switches it off.
-PAIRS = [pair for pair, grid in config["experiments"].items() if grid]
+TRAINED_PAIRS = [pair for pair, grid in config["experiments"].items() if grid]
 
 
 # Table name -> (kind, pair); the kinds are explained in deepmerge_da.report.tables.
@@ -170,7 +168,17 @@ def caption_params(kind):
     )
 
 
-PREDICT = config.get("predict") or {}
+PREDICT = config.get("predict") or {}  # absent or null: nothing to predict
+
+
+def predict_options(name):
+    """The options that predict entry ``name`` sets, for deepmerge_da.predict.ensemble.predict (its defaults apply
+    to the others); catalogue cutouts come from data.remote.sdss.base_url when that is set and the entry sets none."""
+    options = given(PREDICT[name], "threshold", "filters", "normalisation", "sdss_base_url")
+    remote_sdss = config["data"]["remote"]["sdss"]
+    if "base_url" in remote_sdss:
+        options.setdefault("sdss_base_url", remote_sdss["base_url"])
+    return options
 
 
 def predict_outputs():
@@ -180,7 +188,7 @@ def predict_outputs():
 
 def all_outputs():
     outputs = []
-    for pair in PAIRS:
+    for pair in TRAINED_PAIRS:
         outputs += expand("results/tables/{table}.{ext}", table=tables_of(pair), ext=["csv", "md", "tex"])
         outputs += figure_outputs(pair)
         outputs += expand("results/tables/selection_{pair}.{ext}", pair=pair, ext=["csv", "md"])

@@ -2,13 +2,14 @@
 # published arrays), then the prepared, split HDF5 file that training reads. The download rules
 # (data.pairs.sim2real.source: remote, data.pairs.<pair>.source: published) are in fetch.smk.
 
-SIM2SIM_SOURCE = config["data"]["pairs"].get("sim2sim", {}).get("source", "synthetic")
-SIM2REAL_SOURCE = config["data"]["pairs"].get("sim2real", {}).get("source", "synthetic")
+# Each pair's data source (None for a pair without data.pairs.<pair>: nothing of it is made).
+SIM2SIM_SOURCE = config["data"]["pairs"].get("sim2sim", {}).get("source")
+SIM2REAL_SOURCE = config["data"]["pairs"].get("sim2real", {}).get("source")
 # Where the remote sim2real target is fetched to, laid out as a local cutout directory (fetch.smk).
 SDSS_FETCH_DIR = "results/data/sdss"
 
 
-if SIM2SIM_SOURCE != "published":
+if SIM2SIM_SOURCE == "synthetic":
 
     rule synthesize_sim2sim:
         output:
@@ -21,7 +22,7 @@ if SIM2SIM_SOURCE != "published":
             "logs/synthesize/sim2sim.log",
         benchmark:
             "benchmarks/synthesize/sim2sim.tsv"
-        threads: config["resources"].get("synthesize_threads", 2)
+        threads: config["resources"]["synthesize_threads"]
         resources:
             mem_mb=4000,
             runtime=60,
@@ -31,13 +32,13 @@ if SIM2SIM_SOURCE != "published":
             "../scripts/synthesize_sim2sim.py"
 
 
-if SIM2REAL_SOURCE != "published":
+if SIM2REAL_SOURCE in ("synthetic", "local", "remote"):  # the source is synthetic; the target may be real
 
     rule synthesize_sim2real:
         output:
             "results/data/sim2real/raw/{domain}.h5",
         wildcard_constraints:
-            domain=sim2real_synthetic_domains(),
+            domain="source|target" if SIM2REAL_SOURCE == "synthetic" else "source",
         params:
             synthetic=lambda w: config["data"]["pairs"]["sim2real"]["synthetic"],
             seed=config["data"]["seed"],
@@ -45,7 +46,7 @@ if SIM2REAL_SOURCE != "published":
             "logs/synthesize/sim2real_{domain}.log",
         benchmark:
             "benchmarks/synthesize/sim2real_{domain}.tsv"
-        threads: config["resources"].get("synthesize_threads", 2)
+        threads: config["resources"]["synthesize_threads"]
         resources:
             mem_mb=4000,
             runtime=60,
@@ -68,10 +69,9 @@ if SIM2REAL_SOURCE in ("local", "remote"):
             cutout_dir=(
                 (lambda w, input: str(Path(input[0]).parent))
                 if SIM2REAL_SOURCE == "remote"
-                else config["data"].get("sdss", {}).get("cutout_dir")
+                else config["data"]["sdss"]["cutout_dir"]
             ),
-            max_nonmergers=(None if SIM2REAL_SOURCE == "remote"
-                            else config["data"].get("sdss", {}).get("max_nonmergers")),
+            max_nonmergers=None if SIM2REAL_SOURCE == "remote" else config["data"]["sdss"]["max_nonmergers"],
             seed=config["data"]["seed"],
         log:
             "logs/import/sdss_cutouts.log",
@@ -95,7 +95,7 @@ rule prepare:
         filters=lambda w: config["data"]["pairs"][w.pair]["filters"],
         image_size=config["data"]["image_size"],
         fractions=config["data"]["split_fractions"],
-        n_per_class=lambda w: config["data"]["pairs"][w.pair].get("n_per_class"),
+        n_per_class=lambda w: config["data"]["pairs"][w.pair]["n_per_class"],
         seed=config["data"]["seed"],
     log:
         "logs/prepare/{pair}_{domain}.log",

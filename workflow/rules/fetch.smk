@@ -15,14 +15,13 @@
 # The Illustris API is not used (config/README.md: "Illustris API").
 import re
 
-REMOTE = config["data"].get("remote", {})
-REMOTE_CATALOGUES = REMOTE.get("catalogues", {})
-REMOTE_SDSS = REMOTE.get("sdss", {})
-DARG_FILE = f"{SDSS_FETCH_DIR}/darg_mergers.{REMOTE_CATALOGUES.get('darg_format', 'fits')}"
-GZ1_FILE = f"{SDSS_FETCH_DIR}/nonmergers.{REMOTE_CATALOGUES.get('gz1_format', 'csv')}"
+REMOTE = config["data"]["remote"]
+REMOTE_CATALOGUES = REMOTE["catalogues"]
+DARG_FILE = f"{SDSS_FETCH_DIR}/darg_mergers.{REMOTE_CATALOGUES['darg_format']}"
+GZ1_FILE = f"{SDSS_FETCH_DIR}/nonmergers.{REMOTE_CATALOGUES['gz1_format']}"
 
-PUBLISHED = config["data"].get("published", {})
-PUBLISHED_FILES = {f["name"]: f for f in PUBLISHED.get("files", [])}
+PUBLISHED = config["data"]["published"]
+PUBLISHED_FILES = {f["name"]: f for f in PUBLISHED["files"]}
 PUBLISHED_PAIRS = [p for p, d in config["data"]["pairs"].items() if d["source"] == "published"]
 
 
@@ -33,11 +32,11 @@ if SIM2REAL_SOURCE == "remote":
             darg=DARG_FILE,
             gz1=GZ1_FILE,
         params:
-            darg_url=REMOTE_CATALOGUES.get("darg_url"),
-            darg_sha256=REMOTE_CATALOGUES.get("darg_sha256"),
-            gz1_url=REMOTE_CATALOGUES.get("gz1_url"),
-            gz1_sha256=REMOTE_CATALOGUES.get("gz1_sha256"),
-            allow_redirect_hosts=REMOTE_CATALOGUES.get("allow_redirect_hosts", []),
+            darg_url=REMOTE_CATALOGUES["darg_url"],
+            darg_sha256=REMOTE_CATALOGUES["darg_sha256"],
+            gz1_url=REMOTE_CATALOGUES["gz1_url"],
+            gz1_sha256=REMOTE_CATALOGUES["gz1_sha256"],
+            allow_redirect_hosts=REMOTE_CATALOGUES["allow_redirect_hosts"],
         log:
             "logs/fetch/catalogues.log",
         resources:
@@ -54,10 +53,11 @@ if SIM2REAL_SOURCE == "remote":
         output:
             f"{SDSS_FETCH_DIR}/selection.csv",
         params:
-            n_nonmergers=REMOTE.get("n_nonmergers", 3000),
+            # n_nonmergers when given, else build_selection's default (the paper's)
+            options=given(REMOTE, "n_nonmergers"),
             seed=config["data"]["seed"],
-            darg_columns=REMOTE_CATALOGUES.get("darg_columns", {}),
-            gz1_columns=REMOTE_CATALOGUES.get("gz1_columns", {}),
+            darg_columns=REMOTE_CATALOGUES["darg_columns"],
+            gz1_columns=REMOTE_CATALOGUES["gz1_columns"],
         log:
             "logs/fetch/select_sdss_objects.log",
         conda:
@@ -73,16 +73,8 @@ if SIM2REAL_SOURCE == "remote":
             f"{SDSS_FETCH_DIR}/fetched.json",
         params:
             out_dir=lambda w, output: str(Path(output[0]).parent),
-            base_url=REMOTE_SDSS.get("base_url", "https://skyserver.sdss.org/dr15/SkyServerWS/ImgCutout/getjpeg"),
-            scale=REMOTE_SDSS.get("scale", 0.396127),
-            size=REMOTE_SDSS.get("size", 128),
-            concurrency=REMOTE_SDSS.get("concurrency", 4),
-            rate_per_s=REMOTE_SDSS.get("rate_per_s", 5.0),
-            timeout_s=REMOTE_SDSS.get("timeout_s", 30),
-            max_retries=REMOTE_SDSS.get("max_retries", 4),
-            backoff_s=REMOTE_SDSS.get("backoff_s", 1.0),
-            max_fail_fraction=REMOTE_SDSS.get("max_fail_fraction", 0.05),
-            allow_redirect_hosts=REMOTE_SDSS.get("allow_redirect_hosts", []),
+            # the data.remote.sdss options given; fetch_cutouts' defaults apply to the others
+            options=REMOTE["sdss"],
         log:
             "logs/fetch/sdss_cutouts.log",
         resources:
@@ -102,7 +94,7 @@ if PUBLISHED_FILES:
             name="|".join(map(re.escape, PUBLISHED_FILES)),
         params:
             url=lambda w: PUBLISHED_FILES[w.name]["url"],
-            sha256=lambda w: PUBLISHED_FILES[w.name].get("sha256"),
+            sha256=lambda w: PUBLISHED_FILES[w.name]["sha256"],
         log:
             "logs/fetch/published_{name}.log",
         resources:
@@ -132,9 +124,8 @@ if PUBLISHED_PAIRS:
             filters=lambda w: PUBLISHED["sets"][w.pair][w.domain].get(
                 "filters", config["data"]["pairs"][w.pair]["filters"]
             ),
-            pixel_scale=lambda w: PUBLISHED["sets"][w.pair][w.domain].get("pixel_scale"),
-            units=lambda w: PUBLISHED["sets"][w.pair][w.domain].get("units", "as published"),
-            layout=lambda w: PUBLISHED["sets"][w.pair][w.domain].get("layout", "auto"),
+            # pixel_scale, units and layout when given, else import_published's defaults
+            options=lambda w: given(PUBLISHED["sets"][w.pair][w.domain], "pixel_scale", "units", "layout"),
         log:
             "logs/import/published_{pair}_{domain}.log",
         benchmark:

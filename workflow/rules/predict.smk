@@ -13,8 +13,7 @@
 # results/predictions/cutouts/<name>/ (kept between runs, not a Snakemake output).
 import re
 
-from deepmerge_da.data.fetch import DEFAULT_BASE_URL
-from deepmerge_da.predict.predict import input_files
+from deepmerge_da.predict.inputs import input_files
 
 
 if PREDICT:
@@ -30,12 +29,7 @@ if PREDICT:
             name="|".join(re.escape(name) for name in PREDICT),
         params:
             inputs=lambda w: PREDICT[w.name]["inputs"],
-            threshold=lambda w: PREDICT[w.name].get("threshold", 0.5),
-            filters=lambda w: PREDICT[w.name].get("filters"),
-            normalisation=lambda w: PREDICT[w.name].get("normalisation", "auto"),
-            sdss_base_url=lambda w: PREDICT[w.name].get(
-                "sdss_base_url", config["data"].get("remote", {}).get("sdss", {}).get("base_url", DEFAULT_BASE_URL)
-            ),
+            options=lambda w: predict_options(w.name),
             cache_dir=lambda w: f"results/predictions/cutouts/{w.name}",
         log:
             "logs/predict/{name}.log",

@@ -37,7 +37,7 @@ rule table:
         "../scripts/table.py"
 
 
-# Label-free model selection (deepmerge_da.training.selection): what each criterion would have chosen, per pair.
+# Label-free model selection (deepmerge_da.report.selection_report): what each criterion would have chosen, per pair.
 localrules:
     selection,
 
@@ -78,7 +78,7 @@ rule environment:
         report("results/environment.json", caption="../report/environment.rst", category="Run",
                labels={"file": "environment stamp"}),
     params:
-        train_threads=config["resources"].get("train_threads", 2),
+        train_threads=config["resources"]["train_threads"],
     log:
         "logs/render/environment.log",
     benchmark:

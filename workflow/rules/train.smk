@@ -12,23 +12,16 @@ rule train:
         history=f"{RUN_DIR}/history.csv",
         summary=f"{RUN_DIR}/train.json",
     params:
-        hp=run_hp,
-        max_epochs=max_epochs,
-        batch_size=config["training"]["batch_size"],
-        device=config["training"]["device"],
-        freeze=config["training"].get("freeze", []),
-        amp=config["training"].get("amp", False),
-        compile=config["training"].get("compile", False),
-        selection=config["training"].get("selection", "source_accuracy"),
+        train=train_call,
     log:
         "logs/train/{pair}/{network}/{method}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{pair}/{network}/{method}/seed{seed}.tsv"
-    threads: config["resources"].get("train_threads", 2)
+    threads: config["resources"]["train_threads"]
     resources:
-        mem_mb=config["resources"].get("train_mem_mb", 4000),
-        runtime=config["resources"].get("train_runtime_min", 120),
-        gpu=config["resources"].get("train_gpus", 0),
+        mem_mb=config["resources"]["train_mem_mb"],
+        runtime=config["resources"]["train_runtime_min"],
+        gpu=config["resources"]["train_gpus"],
     conda:
         ENV
     script:

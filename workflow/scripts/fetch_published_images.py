@@ -1,4 +1,4 @@
-from deepmerge_da.data.fetch import fetch_file
+from deepmerge_da.data.http import fetch_file
 from deepmerge_da.io.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):

@@ -5,8 +5,8 @@ from deepmerge_da.io.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
     p = snakemake.params
-    sel = build_selection(snakemake.input.darg, snakemake.input.gz1, n_nonmergers=p.n_nonmergers, seed=p.seed,
-                          darg_columns=dict(p.darg_columns), gz1_columns=dict(p.gz1_columns))
+    sel = build_selection(snakemake.input.darg, snakemake.input.gz1, seed=p.seed, darg_columns=dict(p.darg_columns),
+                          gz1_columns=dict(p.gz1_columns), **p.options)
     log = logging.getLogger("select_sdss_objects")
     for note in sel.notes:
         log.info(note)

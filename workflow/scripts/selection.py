@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from deepmerge_da.io.rulelog import rule_logging
-from deepmerge_da.training.selection import selection_table
+from deepmerge_da.report.selection_report import selection_table
 
 with rule_logging(snakemake.log[0]):
     selection_table([str(Path(h).parent) for h in snakemake.input.histories], out_csv=snakemake.output.csv,

@@ -1,7 +1,7 @@
 """The authors' published, prepared image arrays -> our raw image sets (``results/data/{pair}/raw/{domain}.h5``).
 
 Used when ``data.pairs.<pair>.source`` is ``published``; the files are downloaded (and their SHA-256
-verified) by the ``fetch_published_images`` rule with :func:`deepmerge_da.data.fetch.fetch_file`.  Two forms:
+verified) by the ``fetch_published_images`` rule with :func:`deepmerge_da.data.http.fetch_file`.  Two forms:
 
 * **DeepMerge II** (Ciprijanovic et al. 2021), Zenodo record doi:10.5281/zenodo.4507941
   (https://zenodo.org/records/4507941): NumPy ``.npy`` files, one of images (``*_X_*``) and one of labels

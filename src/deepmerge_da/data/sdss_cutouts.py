@@ -11,7 +11,7 @@ Which catalogue is used (``catalogue``): ``"raw"`` -- the Darg rows with ``stage
 distinct galaxy of ``nonmergers.csv``; ``"selection"`` -- the rows of ``catalogue.csv``;
 ``"auto"`` (default) -- ``catalogue.csv`` when it exists, else the raw catalogues.
 
-Every file is checked by :func:`deepmerge_da.data.fetch.check_jpeg` (the same function the downloader
+Every file is checked by :func:`deepmerge_da.data.jpeg.check_jpeg` (the same function the downloader
 uses): empty, not-a-JPEG, truncated, corrupt, wrong-size and blank files are rejected and
 reported as ``(relative path, reason)`` in ``rejected`` and with a logging warning; a missing
 file is rejected as ``"missing file"``.
@@ -43,12 +43,15 @@ import pandas as pd
 from PIL import Image
 
 from deepmerge_da.data import catalogues
-from deepmerge_da.data.fetch import SDSS_PIXEL_SCALE, check_jpeg_file
+from deepmerge_da.data.jpeg import check_jpeg_file
 
 log = logging.getLogger(__name__)
 
 FILTERS = ("i", "r", "g")
 NATIVE_SIZE = 128
+SDSS_PIXEL_SCALE = 0.396127  # arcsec / pixel, SkyServer default
+# the SkyServer cutout service the fetch rule and predict's catalogues download from
+DEFAULT_BASE_URL = "https://skyserver.sdss.org/dr15/SkyServerWS/ImgCutout/getjpeg"
 _RESAMPLE = {
     "lanczos": Image.Resampling.LANCZOS,
     "bicubic": Image.Resampling.BICUBIC,

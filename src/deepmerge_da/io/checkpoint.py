@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from deepmerge_da.io.atomic import atomic_path, write_text_atomic
-from deepmerge_da.nn.models import NETWORKS, build_network
+from deepmerge_da.grid import NETWORKS
+from deepmerge_da.nn.models import build_network
 
 
 class CheckpointError(ValueError):

@@ -14,7 +14,22 @@ Methods (``method`` in the config and run paths):
 ``ada_fisher_em``   ADA + Fisher + entropy
 ``tl_mmd``          ``mmd``, initialised from another run's checkpoint (transfer learning)
 ``target_only``     cross-entropy on labelled *target* images (the upper bound of Sec. 6.2)
+``mcc``             beyond the paper: + lambda_tl * minimum class confusion of the target predictions
+                    (Jin et al. 2020; :mod:`deepmerge_da.nn.losses.mcc`)
+``cdan_e``          beyond the paper: + lambda_tl * conditional domain-adversarial loss with entropy conditioning
+                    (CDAN+E, Long et al. 2018; :mod:`deepmerge_da.nn.losses.cdan`)
+``adabn``           beyond the paper: ``noda``'s training; the saved model's batch-norm statistics are then
+                    re-estimated on the target training split (AdaBN, Li et al. 2016; :mod:`deepmerge_da.nn.adabn`)
+``self_training``   beyond the paper: + lambda_tl * (confident pseudo-label cross-entropy + lambda_div *
+                    KL(mean target prediction || estimated target prior)), the prior estimated by EM
+                    (Saerens et al. 2002; :mod:`deepmerge_da.nn.losses.self_training`)
 ==================  ===========================================================================
+
+How to read an ``adabn`` run: its training, history (every per-epoch accuracy and selection score) and kept
+epoch are those of the ``noda`` run of the same seed and preset (the same steps, bit for bit on a CPU), because
+the statistics are replaced only after training. Its ``model.pt``, and so every metric evaluated from it, carries
+the *target* statistics: its source test metrics are those of the adapted network on source images -- what
+adaptation costs on the source -- not the source-only network's, which are the ``noda`` run's.
 """
 from __future__ import annotations
 
@@ -24,12 +39,16 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from deepmerge_da.nn.losses import (PAPER_CODE_VARIANCES, DomainAdversarialLoss, DomainClassifier, FisherLoss, GradientReversal,
-                     MMDLoss, entropy_loss, ganin_coefficient, total_loss)
+from deepmerge_da.grid import METHODS
+from deepmerge_da.nn.losses import (PAPER_CODE_VARIANCES, ConditionalDomainAdversarialLoss, DomainAdversarialLoss,
+                                    DomainClassifier, FisherLoss, GradientReversal, MinimumClassConfusionLoss,
+                                    MMDLoss, SelfTrainingLoss, entropy_loss, ganin_coefficient, total_loss)
 
-METHODS = ("noda", "mmd", "mmd_fisher_em", "ada", "ada_fisher_em", "tl_mmd", "target_only")
 TRANSFER = {"noda": None, "mmd": "mmd", "mmd_fisher_em": "mmd", "ada": "adversarial",
-            "ada_fisher_em": "adversarial", "tl_mmd": "mmd", "target_only": None}
+            "ada_fisher_em": "adversarial", "tl_mmd": "mmd", "target_only": None,
+            "mcc": "class_confusion", "cdan_e": "conditional_adversarial", "adabn": None,
+            "self_training": "self_training"}
+NUM_CLASSES = 2  # merger, non-merger
 
 
 @dataclass
@@ -47,6 +66,11 @@ class StepOutputs:
 def uses_target(method: str) -> bool:
     """Whether the method needs unlabelled target batches during training."""
     return TRANSFER[method] is not None
+
+
+def reestimates_batchnorm_on_target(method: str) -> bool:
+    """Whether the method's saved model gets the target training split's batch-norm statistics (AdaBN)."""
+    return method == "adabn"
 
 
 class TransferObjective(nn.Module):
@@ -67,7 +91,7 @@ class TransferObjective(nn.Module):
         self.dc_lr_mult = float(hp.get("dc_lr_mult") or 1.0)
         self.reversal = hp.get("reversal", "ganin")
         transfer = TRANSFER[method]
-        self.mmd = self.adversarial = self.fisher = None
+        self.mmd = self.adversarial = self.fisher = self.class_confusion = self.self_training = None
         if transfer == "mmd":
             if self.paper_faithful:  # the paper code's 19 fixed kernels with the biased estimator
                 self.mmd = MMDLoss(variances=PAPER_CODE_VARIANCES, estimator="biased")
@@ -76,8 +100,17 @@ class TransferObjective(nn.Module):
                                    bandwidth=hp.get("mmd_bandwidth", "median"))
         elif transfer == "adversarial":
             self.adversarial = DomainAdversarialLoss(DomainClassifier(feature_dim), GradientReversal(1.0))
+        elif transfer == "conditional_adversarial":
+            self.adversarial = ConditionalDomainAdversarialLoss(DomainClassifier(NUM_CLASSES * feature_dim),
+                                                                GradientReversal(1.0), entropy_conditioning=True)
+        elif transfer == "class_confusion":
+            self.class_confusion = MinimumClassConfusionLoss(temperature=float(hp.get("mcc_temperature", 2.5)))
+        elif transfer == "self_training":
+            self.self_training = SelfTrainingLoss(NUM_CLASSES, threshold=float(hp.get("confidence_threshold", 0.9)),
+                                                  diversity_weight=float(hp.get("lambda_div", 1.0)),
+                                                  prior_momentum=float(hp.get("prior_momentum", 0.1)))
         if method.endswith("fisher_em"):
-            self.fisher = FisherLoss(num_classes=2, feature_dim=feature_dim,
+            self.fisher = FisherLoss(num_classes=NUM_CLASSES, feature_dim=feature_dim,
                                      learnable_centers=hp.get("fisher_centers", "learnable") == "learnable",
                                      lambda_w=float(hp["lambda_w"]), lambda_b=float(hp["lambda_b"]),
                                      form=hp.get("fisher_form", "ratio"))
@@ -102,7 +135,15 @@ class TransferObjective(nn.Module):
             transfer = self.mmd(out.source_features, out.target_features)
         if self.adversarial is not None:
             self.adversarial.gradient_reversal.coeff = self.reversal_coefficient(out.progress)
-            transfer = self.adversarial(out.source_features, out.target_features)
+            if TRANSFER[self.method] == "conditional_adversarial":
+                transfer = self.adversarial(out.source_features, out.source_logits, out.target_features,
+                                            out.target_logits)
+            else:
+                transfer = self.adversarial(out.source_features, out.target_features)
+        if self.class_confusion is not None:
+            transfer = self.class_confusion(out.target_logits)
+        if self.self_training is not None:
+            transfer = self.self_training(out.target_logits)
         if self.fisher is not None:
             fisher = self.fisher(out.source_features, out.source_labels)
             # The paper's code minimises the entropy of source and target predictions together.
@@ -113,4 +154,7 @@ class TransferObjective(nn.Module):
                                   lambda_tl=self.lambda_tl, lambda_fisher=1.0, lambda_em=self.lambda_em)
         if self.adversarial is not None:
             terms["domain_accuracy"] = float(self.adversarial.domain_accuracy)
+        if self.self_training is not None:
+            terms["confident_fraction"] = self.self_training.confident_fraction
+            terms["estimated_target_merger_fraction"] = self.self_training.target_prior[1].item()
         return total, terms

@@ -15,9 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepmerge_da.grid import NETWORKS
 from deepmerge_da.nn.pooling import MaxPool2x2
-
-NETWORKS = ("deepmerge", "resnet18")
 
 
 class DeepMerge(nn.Module):

@@ -9,7 +9,7 @@ import torch
 from deepmerge_da.io.atomic import atomic_path, write_text_atomic
 from deepmerge_da.io.checkpoint import load_model
 from deepmerge_da.report.metrics import classification_metrics, collapse_report
-from deepmerge_da.training.loop import load_split, predict_logits
+from deepmerge_da.training.runtime import load_split, predict_logits
 
 
 def evaluate_run(*, checkpoint: str, source: str, target: str, metrics_path: str, predictions_path: str,

@@ -21,7 +21,7 @@ from deepmerge_da.report.figures import (CLASS_COLOURS, CLASS_NAMES, DOMAIN_COLO
                       PANEL_PX, add_footnote, new_figure, save_figure, show_image)
 from deepmerge_da.report.gradcam import gradcam_maps
 from deepmerge_da.nn.models import build_network
-from deepmerge_da.training.loop import load_split, predict_logits
+from deepmerge_da.training.runtime import load_split, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class DomainSample:
 
 
 def load_domain(path: str | os.PathLike, split: str = "test") -> DomainSample:
-    """One split of a prepared set via :func:`deepmerge_da.training.loop.load_split` (training's standardisation)."""
+    """One split of a prepared set via :func:`deepmerge_da.training.runtime.load_split` (training's standardisation)."""
     data = load_split(path, split)
     return DomainSample(data.images, data.labels.numpy(), np.asarray(data.object_id).astype(str), data.attrs)
 

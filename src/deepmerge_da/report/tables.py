@@ -14,6 +14,9 @@ Collapsed runs -- runs that call at least 99 % of the target test images one cla
 ``metrics.json`` written before the flag existed) and their method cells read ``<method> (collapsed)``; the
 ``seeds`` tables count them in ``n_collapsed`` and their method cells say e.g. "2 of 3 seeds collapsed to one
 class" (those seeds stay in the mean and standard deviation).
+
+Methods the paper does not have (:data:`BEYOND_THE_PAPER`) have empty paper columns and their method cells read
+``<method> (beyond the paper)``.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from deepmerge_da.grid import BEYOND_THE_PAPER
 from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.report.metrics import COLLAPSE_SHARE, METRICS
 
@@ -168,12 +172,15 @@ def _paper_mean_std(row, column: str) -> str:
 
 
 def _method_cell(row, kind: str) -> str:
-    """The method, with the collapse flag of its run(s)."""
+    """The method, marked when the paper does not have it, with the collapse flag of its run(s)."""
+    notes = ["beyond the paper"] if row.method in BEYOND_THE_PAPER else []
     if kind == "seeds":
         n = row["n_collapsed"]
-        return (f"{row.method} ({int(n)} of {int(row.n_seeds)} seeds collapsed to one class)" if pd.notna(n) and n
-                else row.method)
-    return f"{row.method} (collapsed)" if pd.notna(row["collapsed"]) and bool(row["collapsed"]) else row.method
+        if pd.notna(n) and n:
+            notes.append(f"{int(n)} of {int(row.n_seeds)} seeds collapsed to one class")
+    elif pd.notna(row["collapsed"]) and bool(row["collapsed"]):
+        notes.append("collapsed")
+    return f"{row.method} ({'; '.join(notes)})" if notes else row.method
 
 
 def _cells(table: pd.DataFrame, kind: str) -> tuple[list[str], list[list[str]]]:
@@ -193,15 +200,18 @@ def _cells(table: pd.DataFrame, kind: str) -> tuple[list[str], list[list[str]]]:
 def _legend(kind: str, table: pd.DataFrame) -> str:
     collapsed = (f"A collapsed run calls at least {100 * COLLAPSE_SHARE:g} % of the target test images one class: "
                  "its metrics are those of a constant classifier.")
+    beyond = (" Methods marked (beyond the paper) are not in the paper: they have no paper values."
+              if table["method"].isin(BEYOND_THE_PAPER).any() else "")
     if kind == "seeds":
         n = sorted(set(table["n_seeds"].astype(int)))
         text = (f"Each cell: ours mean ± std over {', '.join(map(str, n))} seeds (paper: mean ± std over 10 seeds); "
                 "test splits.")
         return text + (f" {collapsed} Collapsed seeds are included in the mean ± std."
-                       if table["n_collapsed"].fillna(0).gt(0).any() else "")
+                       if table["n_collapsed"].fillna(0).gt(0).any() else "") + beyond
     what = "P(predicted class | true class) on the test split" if kind == "confusion" else "test split"
     text = f"Each cell: ours (paper). Ours: {what} of the lowest seed's run; paper: its published value."
     text += f" {collapsed}" if table["collapsed"].eq(True).any() else ""
+    text += beyond
     pair = table["pair"].iloc[0] if len(table) else None
     missing = [n for n in PAPER_NETWORKS.values() if pair and n in set(paper_table(pair)["network"])
                and n not in set(table["network"])]

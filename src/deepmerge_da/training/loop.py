@@ -10,14 +10,19 @@ the target validation accuracy is logged as an oracle only.
 Model selection (:mod:`deepmerge_da.training.selection`): every epoch logs every selection criterion as a history
 column ``sel_<criterion>``; ``selection`` (default ``source_accuracy``, the paper's rule above) names the one
 whose best epoch is kept and that early stopping follows. Every epoch also logs ``test_source_accuracy`` and
-``test_target_accuracy``, for REPORTING ONLY (the selection table): they are never used for training,
-selection or early stopping.
+``test_target_accuracy``, for REPORTING ONLY (the selection table, :mod:`deepmerge_da.report.selection_report`):
+they are never used for training, selection or early stopping.
+
+What inference shares with training (device, seeds, a split as standardised tensors, the forward pass in
+evaluation mode) is in :mod:`deepmerge_da.training.runtime`.
 
 Outputs: the kept epoch's weights stay in memory (a copy) and ``model.pt`` is written once, when training ends,
 with ``history.csv`` and ``train.json`` (earlier versions rewrote it at every improving epoch). A run whose loss
 terms or weights become non-finite stops with :class:`TrainingDiverged`, naming the run, epoch and step, and
 writes none of them. ``train.json`` says whether the kept epoch collapsed to one class on the target validation
-split (:func:`collapse_report`; label-free).
+split (:func:`collapse_report`; label-free). For ``adabn`` the kept weights get the batch-norm statistics of the
+target training split (:func:`deepmerge_da.nn.adabn.reestimate_batchnorm`) before they are written, and the
+collapse flag is the adapted network's.
 """
 from __future__ import annotations
 
@@ -27,24 +32,22 @@ import json
 import logging
 import math
 import os
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from deepmerge_da import __version__
 from deepmerge_da.io.atomic import atomic_path, write_text_atomic
 from deepmerge_da.io.checkpoint import load_model, nonfinite_tensors, save_checkpoint
-from deepmerge_da.training.gpu_alloc import claim_device
-from deepmerge_da.io.hdf5 import read_image_set
-from deepmerge_da.nn.methods import StepOutputs, TransferObjective, uses_target
+from deepmerge_da.nn.adabn import reestimate_batchnorm
+from deepmerge_da.nn.methods import StepOutputs, TransferObjective, reestimates_batchnorm_on_target, uses_target
 from deepmerge_da.report.metrics import collapse_report
 from deepmerge_da.nn.models import build_network, count_trainable_parameters
-from deepmerge_da.training.selection import CRITERIA, column, scores_from_outputs, split_outputs
+from deepmerge_da.training.runtime import DomainTensors, load_split, resolve_device, seed_everything
+from deepmerge_da.grid import CRITERIA
+from deepmerge_da.training.selection import column, scores_from_outputs, split_outputs
 
 log = logging.getLogger(__name__)
 
@@ -53,84 +56,10 @@ class TrainingDiverged(ValueError):
     """A training run whose loss or weights became non-finite (NaN or infinite)."""
 
 
-@dataclass
-class DomainTensors:
-    """One split of one domain, standardised with its domain's training statistics."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    object_id: np.ndarray
-    attrs: dict
-
-    def describe(self) -> dict:
-        """What inference needs to preprocess new images like these (plain types only)."""
-        a = self.attrs
-        return {"filters": list(a.get("filters", [])), "pixel_scale": float(a.get("pixel_scale", float("nan"))),
-                "image_size": int(self.images.shape[-1]), "channel_mean": np.asarray(a["channel_mean"]).tolist(),
-                "channel_std": np.asarray(a["channel_std"]).tolist(), "data_source": a.get("data_source", ""),
-                "units": a.get("units", "")}
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def load_split(path: str | os.PathLike, split: str, device: torch.device | str = "cpu") -> DomainTensors:
-    """Read one split into contiguous tensors, standardised per channel (training statistics)."""
-    data = read_image_set(path, split=split)
-    mean = torch.as_tensor(np.asarray(data.attrs["channel_mean"]), dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.as_tensor(np.asarray(data.attrs["channel_std"]), dtype=torch.float32).view(1, -1, 1, 1)
-    images = (torch.from_numpy(data.images) - mean) / std
-    return DomainTensors(images.contiguous().to(device), torch.from_numpy(data.labels).long().to(device),
-                         data.object_id, data.attrs)
-
-
-def resolve_device(request: str = "auto") -> torch.device:
-    """``auto``: a free CUDA device (claimed through :mod:`deepmerge_da.training.gpu_alloc`) when present, else CPU."""
-    if request == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        index = claim_device(torch.cuda.device_count(), wait_s=60.0)
-        if index < 0:
-            log.warning("every visible GPU is claimed by another training job; sharing cuda:0")
-            index = 0
-        return torch.device(f"cuda:{index}")
-    device = torch.device(request)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {request!r} was requested but CUDA is not available")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    # Identical metrics for the same seed on CPU; on CUDA some kernels have no deterministic variant.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    # That mode also fills every new tensor with NaN, a guard against kernels that read memory they never
-    # wrote; ours write before they read, and the fill costs ~10 % of a DeepMerge training step on a CPU.
-    torch.utils.deterministic.fill_uninitialized_memory = False
-
-
 def cyclic_lr_factor(step: int, steps_per_cycle: int, floor: float = 0.1) -> float:
     """Triangle wave from ``floor`` up to 1 and back down over each cycle."""
     phase = (step % steps_per_cycle) / steps_per_cycle
     return floor + (1.0 - floor) * (1.0 - abs(2.0 * phase - 1.0))
-
-
-@torch.inference_mode()
-def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512,
-                   with_features: bool = False):
-    """Logits (and features) of ``images`` in evaluation mode, batch by batch."""
-    model.eval()
-    logits, features = [], []
-    for start in range(0, len(images), batch_size):
-        lo, fe = model(images[start:start + batch_size])
-        logits.append(lo.float())
-        if with_features:
-            features.append(fe.float())
-    logits = torch.cat(logits) if logits else torch.empty(0, 2)
-    return (logits, torch.cat(features)) if with_features else logits
 
 
 def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str, method: str, seed: int,
@@ -142,11 +71,13 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     All three are written when training ends; a run that diverges raises :class:`TrainingDiverged` (naming the
     run, the epoch and the step) and writes none of them.
 
-    ``selection`` (one of :data:`deepmerge_da.training.selection.CRITERIA`) picks the kept epoch and drives early stopping.
+    ``selection`` (one of :data:`deepmerge_da.grid.CRITERIA`) picks the kept epoch and drives early stopping.
     ``compile_model``: the training steps run the network through ``torch.compile`` (inductor; needs a C
     compiler on CPUs; :func:`compile_for_training`). It compiles once per process (seconds to a minute), then
     steps DeepMerge 1.1-1.8x faster on a CPU (docs/performance.md); float results differ from eager in the last
     bits. Evaluation stays eager.
+    ``freeze``: parameter-name prefixes frozen in a model initialised from ``init_checkpoint``
+    (:func:`freeze_layers`); a run trained from scratch trains every parameter.
     """
     if selection not in CRITERIA:
         raise ValueError(f"unknown selection criterion {selection!r}; choose one of {', '.join(CRITERIA)}")
@@ -173,7 +104,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
             raise ValueError(f"{init_checkpoint}: a {meta['network']} checkpoint cannot initialise a {network}")
         model.load_state_dict(init_model.state_dict())
         log.info("initialised from %s", init_checkpoint)
-    freeze_layers(model, freeze or [])
+        freeze_layers(model, freeze or [], network)
     model.to(dev)
     step_model = compile_for_training(model) if compile_model else model
     objective = TransferObjective(method, model.feature_dim, hp).to(dev)
@@ -230,7 +161,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
             best_meta = dict(meta, epoch=epoch, val_source_accuracy=row["val_source_accuracy"], selection_score=key[0])
             # target_only's "source" is the labelled target: the run's target is the split it trains on.
             target_logits = (src_out if method == "target_only" else tgt_out).logits
-            best_collapse = collapse_report((torch.softmax(target_logits, 1)[:, 1] >= 0.5).cpu().numpy())
+            best_collapse = target_collapse(target_logits)
         else:
             since_best += 1
         bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.3f}",
@@ -239,6 +170,12 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         if since_best >= patience:
             log.info("early stop at epoch %d: no improvement of %s for %d epochs", epoch, column(selection), patience)
             break
+    if reestimates_batchnorm_on_target(method):
+        model.load_state_dict(best_state)
+        reestimate_batchnorm(model, tgt_train.images)
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        meta["batchnorm_statistics"] = best_meta["batchnorm_statistics"] = "target training split (AdaBN)"
+        best_collapse = target_collapse(split_outputs(model, tgt_val, 512).logits)
     if best_collapse["target_collapsed"]:
         log.warning("run %s collapsed: its kept epoch %d calls %.1f %% of the target validation images mergers",
                     run_label, best_epoch, 100 * best_collapse["target_predicted_merger_fraction"])
@@ -249,6 +186,11 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
                    **best_collapse, wall_seconds=time.time() - started, threads=torch.get_num_threads())
     write_text_atomic(out / "train.json", json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def target_collapse(target_logits: torch.Tensor) -> dict:
+    """:func:`collapse_report` of the merger calls (p_merger >= 0.5) of a target split's logits."""
+    return collapse_report((torch.softmax(target_logits, 1)[:, 1] >= 0.5).cpu().numpy())
 
 
 def compile_for_training(model: torch.nn.Module) -> torch.nn.Module:
@@ -263,13 +205,22 @@ def compile_for_training(model: torch.nn.Module) -> torch.nn.Module:
     return torch.compile(model)
 
 
-def freeze_layers(model: torch.nn.Module, prefixes: list[str]) -> None:
+def freeze_layers(model: torch.nn.Module, prefixes: list[str], network: str) -> None:
     """Freeze the parameters whose names start with one of ``prefixes`` (e.g. ``conv.`` for DeepMerge's conv
-    and batch-norm layers); frozen batch-norm layers also keep their running statistics (momentum 0)."""
-    for name, module in model.named_modules():
-        if name and any(name.startswith(p.rstrip(".")) for p in prefixes):
-            for param in module.parameters(recurse=False):
-                param.requires_grad_(False)
+    and batch-norm layers); frozen batch-norm layers also keep their running statistics (momentum 0).
+
+    A prefix that names no parameter of ``model`` (a typo would otherwise freeze nothing, silently) raises a
+    ValueError naming it and ``network``, the name of ``model``'s network."""
+    for prefix in prefixes:
+        modules = [module for name, module in model.named_modules() if name and name.startswith(prefix.rstrip("."))]
+        params = [param for module in modules for param in module.parameters(recurse=False)]
+        if not params:
+            children = ", ".join(f"{name}." for name, _ in model.named_children())
+            raise ValueError(f"freeze prefix {prefix!r} names no parameter of the {network} network (its top-level "
+                             f"modules: {children})")
+        for param in params:
+            param.requires_grad_(False)
+        for module in modules:
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.momentum = 0.0
 

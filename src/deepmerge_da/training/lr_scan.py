@@ -14,7 +14,8 @@ import torch
 from deepmerge_da.io.atomic import atomic_path
 from deepmerge_da.nn.methods import TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network
-from deepmerge_da.training.loop import load_split, make_optimizer, resolve_device, seed_everything, train_one_epoch
+from deepmerge_da.training.loop import make_optimizer, train_one_epoch
+from deepmerge_da.training.runtime import load_split, resolve_device, seed_everything
 
 
 def lr_range_scan(*, source: str, target: str, network: str, method: str, hp: dict, out_csv: str,
