@@ -3,11 +3,12 @@
 
 Given config overlays (YAML files layered on config/config.yaml as Snakemake layers ``--configfile``; ``--set
 KEY=VALUE`` on top), it synthesizes and prepares the sim2sim pair in a scratch directory as the ``synthesize_sim2sim``
-and ``prepare`` rules do (``deepmerge_da.data.sources.synthesize_sim2sim``, ``deepmerge_da.data.preprocess.prepare_file``),
-trains DeepMerge ``noda`` (source only), ``target_only`` (trained on the labelled target: the ceiling DA aims at) and
-``mmd`` with the presets and training settings of the merged config (``deepmerge_da.config.run_hyperparameters``,
-``deepmerge_da.training.loop.train_run``), scores them on the test splits (``deepmerge_da.report.evaluate.evaluate_run``) and prints
-and writes (JSON) the difficulty table against the calibration targets:
+and ``prepare`` rules do (``deepmerge_da.data.sources.synthesize_sim2sim``,
+``deepmerge_da.data.preprocess.prepare_file``), trains DeepMerge ``noda`` (source only), ``target_only`` (trained on
+the labelled target: the ceiling DA aims at) and ``mmd`` with the presets and training settings of the merged config
+(``deepmerge_da.config.run_hyperparameters``, ``deepmerge_da.training.loop.train_run``), scores them on the test
+splits (``deepmerge_da.report.evaluate.evaluate_run``) and prints and writes (JSON) the difficulty table against the
+calibration targets:
 
 * source-only on the source test split >= 0.85 (the paper's DeepMerge: 0.85),
 * source-only on the target test split <= 0.62 (paper: 0.58, target recall 0.08),
@@ -38,14 +39,14 @@ from pathlib import Path
 import yaml
 from snakemake.utils import update_config  # how Snakemake layers --configfile on the default config
 
-from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.config import ConfigError, load_presets, load_yaml, run_hyperparameters, validate_config
-from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.data.preprocess import prepare_file
-from deepmerge_da.training.selection import column
 from deepmerge_da.data.sources import synthesize_sim2sim
 from deepmerge_da.data.synthetic import Sim2SimParams
+from deepmerge_da.io.atomic import write_text_atomic
+from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.training.loop import train_run
+from deepmerge_da.training.selection import column
 
 PAIR, NETWORK = "sim2sim", "deepmerge"
 METHODS = ("noda", "target_only", "mmd")

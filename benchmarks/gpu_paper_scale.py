@@ -38,8 +38,8 @@ import numpy as np
 import torch
 import yaml
 
-from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
+from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.nn.methods import TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network, count_trainable_parameters
 from deepmerge_da.training.loop import make_optimizer, train_one_epoch
@@ -53,7 +53,7 @@ SPLIT = (0.7, 0.1, 0.2)     # Sec. 4.1 / 4.2: train / validation / test
 SIM2SIM_IMAGES = 8120 + 7306
 # Sec. 4.2: sim2real source 3000 + 3000 (augmented post-mergers + truncated non-mergers); target 3000 + 3000.
 SIM2REAL_IMAGES = 3000 + 3000
-SIZES = {pair: {split: int(round(frac * n)) for split, frac in zip(("train", "val", "test"), SPLIT)}
+SIZES = {pair: {split: int(round(frac * n)) for split, frac in zip(("train", "val", "test"), SPLIT, strict=True)}
          for pair, n in (("sim2sim", SIM2SIM_IMAGES), ("sim2real", SIM2REAL_IMAGES))}
 # -> sim2sim: 10,798 train / 1,543 val / 3,085 test per domain; sim2real: 4,200 / 600 / 1,200 per domain.
 # Epochs: Appendix A (Tables A2/A3) gives early-stopping patience (DeepMerge 20, ResNet18 15 epochs) but no

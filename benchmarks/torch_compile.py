@@ -68,7 +68,7 @@ def main() -> None:
               "loadavg": os.getloadavg(), "torch": torch.__version__}
     print(f"compile + first step: {compile_seconds:.1f} s")
     print("round  eager img/s  compiled img/s")
-    for i, (e, c) in enumerate(zip(rates["eager"], rates["compiled"])):
+    for i, (e, c) in enumerate(zip(rates["eager"], rates["compiled"], strict=True)):
         print(f"{i:5d}  {e:11.0f}  {c:14.0f}")
     print(f"best: eager {best['eager']:.0f}, compiled {best['compiled']:.0f} img/s -> {result['speedup']:.2f}x; "
           f"compiling pays off after {compile_seconds / max(1e-9, 1 / best['eager'] - 1 / best['compiled']):.0f} "

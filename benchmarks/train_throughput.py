@@ -48,13 +48,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.config import load_presets, run_hyperparameters
-from deepmerge_da.report.environment import cpu_model
+from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.io.hdf5 import SPLITS, ImageSet, write_image_set
 from deepmerge_da.nn.methods import TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network
 from deepmerge_da.nn.pooling import with_nn_max_pool2d
+from deepmerge_da.report.environment import cpu_model
 from deepmerge_da.training.loop import compile_for_training, make_optimizer, optimisation_step, train_one_epoch
 from deepmerge_da.training.runtime import DomainTensors, load_split, seed_everything
 
@@ -184,7 +184,7 @@ def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, 
         for h in handles:
             h.remove()
         model.train(was_training)
-    return sum(l["flops"] for l in layers), layers
+    return sum(layer["flops"] for layer in layers), layers
 
 
 def sgemm_gflops(n: int, threads: int, repeats: int) -> float:
@@ -380,9 +380,8 @@ def main(argv=None) -> int:
     print(f"[flops] DeepMerge forward {flops['deepmerge']['forward_flops_per_image'] / 1e6:.2f} MFLOP/image, "
           f"training {flops['deepmerge']['train_flops_per_image'] / 1e6:.2f} MFLOP/image; ResNet18 (75x75) forward "
           f"{flops['resnet18']['forward_flops_per_image'] / 1e6:.1f} MFLOP/image")
-    print("[sgemm] float32 %dx%d torch.mm, best of %d: %s" % (
-        args.sgemm_n, args.sgemm_n, args.sgemm_repeats,
-        ", ".join(f"{t} thread{'s' if t > 1 else ''} {g:.1f} GFLOP/s" for t, g in sgemm.items())))
+    per_threads = ", ".join(f"{t} thread{'s' if t > 1 else ''} {g:.1f} GFLOP/s" for t, g in sgemm.items())
+    print(f"[sgemm] float32 {args.sgemm_n}x{args.sgemm_n} torch.mm, best of {args.sgemm_repeats}: {per_threads}")
 
     # The rows: grouped by (network, method); within a group the trainers run their timed blocks in turn
     # (round robin), so that all of them see the same share of whatever else runs on this machine.
@@ -420,7 +419,7 @@ def main(argv=None) -> int:
                 runner.run(max(1, warmup))
             runners.append((impl, runner, []))
         for _ in range(repeats):
-            for impl, runner, blocks in runners:
+            for _, runner, blocks in runners:
                 blocks.append(runner.run(steps))
         torch.set_num_threads(args.threads)
         for impl, runner, blocks in runners:

@@ -103,7 +103,7 @@ class FaultServer:
         return f"http://127.0.0.1:{self.port}/SkyServerWS/ImgCutout/getjpeg"
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -163,7 +163,7 @@ class FaultServer:
             self._thread.join(timeout=5)
             self._httpd = None
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -272,7 +272,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
         out = self._run("sinfo", "-h", "-N", "-n", NODE, "-o", "%t", timeout=10)
         return out.stdout.strip() if out.returncode == 0 else ""
 
-    def start(self) -> "SlurmCluster":
+    def start(self) -> SlurmCluster:
         ensure_installed()
         self.dir = Path(tempfile.mkdtemp(prefix="deepmerge-slurm-"))
         self.dir.chmod(0o755)  # munged (user munge) must reach its directory; clients must reach the socket
@@ -321,7 +321,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
         try:
             self.cancel_all()
         finally:
-            for name, proc, _ in reversed(self._procs):
+            for _, proc, _ in reversed(self._procs):
                 if proc.poll() is None:  # still our child: its PID cannot have been reused
                     proc.send_signal(signal.SIGTERM)
                     try:
@@ -332,7 +332,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
             if self.dir is not None and not self.keep_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "SlurmCluster":
+    def __enter__(self) -> SlurmCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

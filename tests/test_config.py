@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
 from deepmerge_da.config import ConfigError, load_presets, run_hyperparameters, validate_config
+from helpers import REPO, TEST_CONFIG, snakemake
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
@@ -118,7 +118,7 @@ def test_a_partial_tl_init_is_merged_with_its_defaults(config):
 
 def test_a_partial_tl_init_keeps_the_tl_mmd_jobs(workflow_copy):
     (workflow_copy / "partial.yaml").write_text("training:\n  tl_init: {seed: 2}\n")
-    result = snakemake(workflow_copy, "-n", "--configfile", ".test/config/config.yaml", "partial.yaml")
+    result = snakemake(workflow_copy, "-n", "--configfile", TEST_CONFIG, "partial.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = result.stdout.split("\nrule ")
     tl_mmd = [job for job in jobs if "output: results/runs/sim2real/deepmerge/tl_mmd/seed1/model.pt" in job]

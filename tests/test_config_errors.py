@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, snakemake
 from deepmerge_da.cli import main as cli_main
 from deepmerge_da.config import DEEPMERGE_IMAGE_SIZES, ConfigError, load_presets, validate_config
 from deepmerge_da.io.hdf5 import ImageSet, read_image_set, write_image_set
 from deepmerge_da.nn.models import build_network
+from helpers import REPO, snakemake
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
@@ -106,6 +106,16 @@ def test_a_broken_configfile_is_located_by_snakemake_verbose(workflow_copy):
     result = snakemake(workflow_copy, "-n", "--verbose", "--configfile", "my.yaml")
     assert result.returncode != 0
     assert 'in "my.yaml", line 3, column 13' in result.stdout + result.stderr
+
+
+def test_a_broken_default_config_names_file_and_line(workflow_copy):
+    # config/config.yaml is the file users edit; the Snakefile reads it with our loader before Snakemake's.
+    default = workflow_copy / "config/config.yaml"
+    default.write_text(default.read_text() + "extra: [1, 2\n")
+    result = snakemake(workflow_copy, "-n")
+    assert result.returncode != 0
+    assert "config/config.yaml, line " in result.stdout + result.stderr
+    assert "invalid YAML: expected ',' or ']'" in result.stdout + result.stderr
 
 
 def test_a_local_cutout_dir_is_checked_and_named_by_its_base_name(workflow_copy, tmp_path):

@@ -16,14 +16,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import copy_workflow, snakemake
-from deepmerge_da.io.atomic import write_text_atomic
 from deepmerge_da.data.fetch import cutout_url, fetch_cutouts
 from deepmerge_da.data.http import ChecksumError, FetchError, fetch_file
 from deepmerge_da.data.jpeg import check_jpeg, check_jpeg_file
+from deepmerge_da.io.atomic import write_text_atomic
+from helpers import REPO, copy_workflow, snakemake
 from http_fault_server import FaultServer, Step, make_blank_jpeg, make_jpeg, ok
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = REPO / "src"
 FAST = dict(concurrency=4, rate_per_s=None, timeout_s=0.5, max_retries=2, backoff_s=0.02, progress=False)
 
 
@@ -95,7 +95,7 @@ def test_faults_are_retried_or_reported(server, tmp_path):
     }
     ids = list(scripts)
     sel = selection(ids)
-    for ra, oid in zip(sel["ra"], ids):
+    for ra, oid in zip(sel["ra"], ids, strict=True):
         server.script(ra, scripts[oid])
     out = tmp_path / "cutouts"
     t0 = time.monotonic()
@@ -120,7 +120,7 @@ def test_faults_are_retried_or_reported(server, tmp_path):
         assert man.loc[oid, "reason"] == reason, oid
         assert not (out / "nonmergers" / f"{oid}.jpeg").exists()
     # server-side request counts: retried where it should be, once where it should not
-    count = {oid: server.count(ra) for oid, ra in zip(ids, sel["ra"])}
+    count = {oid: server.count(ra) for oid, ra in zip(ids, sel["ra"], strict=True)}
     assert count["not_found"] == 1 and int(man.loc["not_found", "attempts"]) == 1
     assert count["always_500"] == 3 and int(man.loc["always_500", "attempts"]) == 3
     assert count["always_timeout"] == 3 and int(man.loc["always_timeout", "attempts"]) == 3
@@ -141,7 +141,7 @@ def test_faults_are_retried_or_reported(server, tmp_path):
 def test_failure_fraction_bound(server, tmp_path):
     ids = [f"g{i}" for i in range(9)] + ["missing"]
     sel = selection(ids)
-    for ra, oid in zip(sel["ra"], ids):
+    for ra, oid in zip(sel["ra"], ids, strict=True):
         server.script(ra, [Step(404)] if oid == "missing" else [ok(make_jpeg(int(oid[1:])))])
     out = tmp_path / "c"
     with pytest.raises(FetchError) as err:
@@ -156,7 +156,7 @@ def test_failure_fraction_bound(server, tmp_path):
     before = {ra: server.count(ra) for ra in sel["ra"]}
     report = fetch_cutouts(sel, out, server.base_url, max_fail_fraction=0.2, **FAST)
     assert report.n_skipped == 9 and report.n_failed == 1
-    for ra, oid in zip(sel["ra"], ids):
+    for ra, oid in zip(sel["ra"], ids, strict=True):
         assert server.count(ra) == before[ra] + (1 if oid == "missing" else 0)
     assert set(read_manifest(out)["status"]) == {"skipped_existing", "failed"}
 
@@ -176,7 +176,7 @@ def test_resume_refetches_invalid_and_removes_stale_temp_files(server, tmp_path)
     before = [server.count(ra) for ra in sel["ra"]]
     report = fetch_cutouts(sel, out, server.base_url, **FAST)
     after = [server.count(ra) for ra in sel["ra"]]
-    assert [a - b for a, b in zip(after, before)] == [0, 1, 1, 1, 0, 0]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [0, 1, 1, 1, 0, 0]
     man = read_manifest(out)
     assert list(man["status"]) == ["skipped_existing", "ok", "ok", "ok", "skipped_existing", "skipped_existing"]
     assert report.n_ok == 3 and report.n_skipped == 3
@@ -260,9 +260,9 @@ def test_kill_midway_then_rerun(tmp_path):
         (d / f".{missing[0]}.jpeg.dead.part").write_bytes(make_jpeg(int(missing[0]))[:500])
         (d / f"{missing[1]}.jpeg").write_bytes(make_jpeg(int(missing[1]))[:700])
         srv.delay_s = 0.0
-        before = {oid: srv.count(ra) for oid, ra in zip(ids, sel["ra"])}
+        before = {oid: srv.count(ra) for oid, ra in zip(ids, sel["ra"], strict=True)}
         report = fetch_cutouts(sel, out, srv.base_url, **FAST)
-        after = {oid: srv.count(ra) for oid, ra in zip(ids, sel["ra"])}
+        after = {oid: srv.count(ra) for oid, ra in zip(ids, sel["ra"], strict=True)}
     for oid in ids:
         assert after[oid] - before[oid] == (0 if oid in landed else 1), oid
         assert (d / f"{oid}.jpeg").read_bytes() == make_jpeg(int(oid))

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from deepmerge_da.data.catalogues import build_selection
 from deepmerge_da.cli import build_parser, main
+from deepmerge_da.data.catalogues import build_selection
 from deepmerge_da.data.fetch import cutout_url
 from deepmerge_da.data.sdss_cutouts import load_cutout_dir
 from http_fault_server import FaultServer, Step, make_jpeg, ok

@@ -27,10 +27,10 @@ from astropy.io import fits
 from astropy.table import Table
 from PIL import Image
 
-from conftest import REPO, copy_workflow, snakemake
 from deepmerge_da.config import ConfigError, validate_config
 from deepmerge_da.data.jpeg import check_jpeg_file
 from deepmerge_da.data.published import PublishedDataError, detect_layout, fits_to_image_set, npy_to_image_set
+from helpers import REPO, copy_workflow, snakemake
 from http_fault_server import FaultServer, Step, make_blank_jpeg, make_jpeg, ok
 
 TARGET = "results/data/sim2real/raw/target.h5"
@@ -168,14 +168,14 @@ def test_remote_target_killed_failed_and_resumed(tmp_path):
                                     start_new_session=True)
             kill_when_files_land(wf, proc, 4)
         first = landed(wf)
-        assert 4 <= len(first) and not (wf / SDSS / "fetched.json").exists() and not (wf / TARGET).exists()
+        assert len(first) >= 4 and not (wf / SDSS / "fetched.json").exists() and not (wf / TARGET).exists()
         for name in first:  # nothing under a final name is partial
             assert check_jpeg_file(wf / SDSS / f"{name}.jpeg", (128, 128)).ok
         assert (wf / SDSS / "darg_mergers.fits").read_bytes() == darg
         assert (wf / SDSS / "nonmergers.csv").read_bytes() == gz1
         assert srv.file_count("darg.fits") == 2  # the 503 was retried
         sel = pd.read_csv(wf / SDSS / "selection.csv", dtype={"object_id": str})
-        selected = {f"{s}/{o}" for s, o in zip(sel["subdir"], sel["object_id"])}
+        selected = {f"{s}/{o}" for s, o in zip(sel["subdir"], sel["object_id"], strict=True)}
         assert {n for n in selected if n.startswith("mergers/")} == {f"mergers/{i}" for i, (st, d, _) in
                                                                      enumerate(DARG, 1) if st == 3 and d < 90}
         assert len(selected) - 11 == 10 and not selected & {"nonmergers/103", "nonmergers/104",
@@ -229,7 +229,7 @@ def test_remote_target_killed_failed_and_resumed(tmp_path):
         assert list(f.attrs["filters"]) == ["i", "r", "g"] and images.shape[1:] == (3, 128, 128)
         want = {("darg-" if n.startswith("mergers/") else "gz1-") + n.split("/")[1] for n in valid}
         assert len(ids) == len(set(ids)) and set(ids) == want  # every valid object exactly once, nothing else
-        assert all(lab == (1 if i.startswith("darg-") else 0) for i, lab in zip(ids, labels))
+        assert all(lab == (1 if i.startswith("darg-") else 0) for i, lab in zip(ids, labels, strict=True))
         k = ids.index("darg-2")
         pixels = np.asarray(Image.open(wf / SDSS / "mergers/2.jpeg")).transpose(2, 0, 1)
         assert np.array_equal(images[k], pixels.astype(np.float32))

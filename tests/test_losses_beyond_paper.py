@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, write_toy_pair
 from deepmerge_da.config import load_presets
 from deepmerge_da.io.checkpoint import load_checkpoint
 from deepmerge_da.nn.adabn import reestimate_batchnorm
@@ -34,6 +33,7 @@ from deepmerge_da.report.metrics import METRICS
 from deepmerge_da.report.tables import render_table
 from deepmerge_da.training.loop import train_run
 from deepmerge_da.training.runtime import load_split
+from helpers import REPO, write_toy_pair
 
 PRESETS = load_presets(REPO / "config" / "presets.yaml")
 BEYOND = ("mcc", "cdan_e", "adabn", "self_training")
@@ -81,7 +81,7 @@ def np_cdan(fs, zs, ft, zt, weight, bias, conditioning=True):
         g = np_softmax(logits)
         w = np.array([1 + math.exp(-np_entropy(row)) for row in g]) if conditioning else np.ones(len(g))
         w = len(w) * w / w.sum()
-        for gi, fi, wi in zip(g, features, w):
+        for gi, fi, wi in zip(g, features, w, strict=True):
             mapped = np.outer(gi, fi).ravel()  # class-major: index c * d + k
             p = 1 / (1 + math.exp(-(mapped @ weight + bias)))
             terms.append(-wi * (label * math.log(p) + (1 - label) * math.log(1 - p)))
@@ -109,7 +109,7 @@ def np_self_training(logits, prior, source_prior, threshold, diversity_weight):
         if row[c] >= threshold:
             pseudo -= math.log(row[c])
     mean = q.mean(axis=0)
-    kl = sum(m * math.log(m / p) for m, p in zip(mean, prior))
+    kl = sum(m * math.log(m / p) for m, p in zip(mean, prior, strict=True))
     return pseudo / len(q) + diversity_weight * kl
 
 

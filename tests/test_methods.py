@@ -2,16 +2,16 @@
 import pytest
 import torch
 
-from conftest import REPO, write_toy_pair
 from deepmerge_da.config import load_presets
+from deepmerge_da.data.preprocess import prepare_file
+from deepmerge_da.data.sources import synthesize_sim2sim
 from deepmerge_da.io.checkpoint import load_checkpoint
 from deepmerge_da.nn.losses import PAPER_CODE_VARIANCES, entropy_loss
 from deepmerge_da.nn.methods import StepOutputs, TransferObjective
 from deepmerge_da.nn.models import build_network
-from deepmerge_da.data.preprocess import prepare_file
-from deepmerge_da.data.sources import synthesize_sim2sim
 from deepmerge_da.training.loop import train_run
 from deepmerge_da.training.runtime import load_split, predict_logits, seed_everything
+from helpers import REPO, write_toy_pair
 
 HP = {"lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 1.0}
 

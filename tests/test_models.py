@@ -72,5 +72,5 @@ def test_deepmerge_step_is_that_of_the_textbook_layers():
             opt.step()
             losses[name].append(loss.item())
     assert losses["ours"] == losses["textbook"]
-    for a, b in zip(ours.state_dict().values(), textbook.state_dict().values()):
+    for a, b in zip(ours.state_dict().values(), textbook.state_dict().values(), strict=True):
         assert torch.equal(a, b)

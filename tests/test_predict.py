@@ -16,20 +16,20 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from deepmerge_da.io.checkpoint import load_checkpoint, save_checkpoint
 from deepmerge_da.cli import main as cli_main
-from deepmerge_da.report.evaluate import evaluate_run
+from deepmerge_da.data.preprocess import prepare_image_set
+from deepmerge_da.io.checkpoint import load_checkpoint, save_checkpoint
 from deepmerge_da.io.hdf5 import ImageSet, read_image_set, write_image_set
 from deepmerge_da.nn.models import build_network
 from deepmerge_da.predict.ensemble import load_models, predict, predict_image_set
 from deepmerge_da.predict.inputs import expand_inputs, input_files
 from deepmerge_da.predict.outputs import skipped_path
 from deepmerge_da.predict.readers import read_image
-from deepmerge_da.data.preprocess import prepare_image_set
+from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.training.loop import train_run
+from helpers import REPO
 from http_fault_server import FaultServer, Step, make_jpeg, ok
 
-REPO = Path(__file__).resolve().parents[1]
 REAL = (REPO / ".." / "shared" / "data" / "sdss-galaxyzoo").resolve()
 FILTERS = ["i", "r", "g"]
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
@@ -106,8 +106,8 @@ def test_fits_cube_multi_extension_and_npy_agree(trained, tmp_path, caplog):
         fits.HDUList(hdus).writeto(tmp_path / f"mef{k}.fits")
         files += [tmp_path / f"{s}{k}.{'npy' if s in ('npy', 'hwc') else 'fits'}" for s in
                   ("npy", "hwc", "cube", "plain", "mef")]
-    missing = fits.HDUList([fits.PrimaryHDU()] + [fits.ImageHDU(images[0][f], header=fits.Header([("FILTER", FILTERS[f])]))
-                                                   for f in (0, 1)])
+    two_bands = [fits.ImageHDU(images[0][f], header=fits.Header([("FILTER", FILTERS[f])])) for f in (0, 1)]
+    missing = fits.HDUList([fits.PrimaryHDU()] + two_bands)
     missing.writeto(tmp_path / "no_g.fits")
     np.save(tmp_path / "four.npy", np.zeros((4, 75, 75), np.float32))
     out = tmp_path / "out" / "preds.csv"
@@ -145,8 +145,9 @@ def test_real_sdss_jpegs_as_the_import_reads_them(trained, tmp_path):
 
     merger_ids, nonmerger_ids = [1, 2, 3], ["1", "2"]
     cut = load_cutout_dir(REAL, size=128, merger_ids=merger_ids, nonmerger_ids=nonmerger_ids)
-    good = [REAL / "mergers" / f"{i}.jpeg" for i in merger_ids] + [REAL / "nonmergers" / f"{i}.jpeg" for i in nonmerger_ids]
-    for path, expected in zip(good, cut.images):
+    good = ([REAL / "mergers" / f"{i}.jpeg" for i in merger_ids]
+            + [REAL / "nonmergers" / f"{i}.jpeg" for i in nonmerger_ids])
+    for path, expected in zip(good, cut.images, strict=True):
         array, names = read_image(path)
         assert names == FILTERS and np.array_equal(array, expected.astype(np.float32))
     data = good[0].read_bytes()
@@ -259,7 +260,8 @@ def test_nothing_classifiable_is_an_error_and_inputs_expand(trained, tmp_path):
 
 
 def test_cli_predict(trained, tmp_path, capsys):
-    out = subprocess.run([sys.executable, "-m", "deepmerge_da.cli", "predict", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "deepmerge_da.cli", "predict", "--help"],
+                         capture_output=True, text=True)
     assert out.returncode == 0 and "--model" in out.stdout and "--cache-dir" in out.stdout
     images, expected = _source_test_images(trained, 2)
     for k, img in enumerate(images):

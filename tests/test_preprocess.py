@@ -2,8 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from deepmerge_da.io.hdf5 import SPLITS, ImageSet, read_image_set, write_image_set
 from deepmerge_da.data.preprocess import assign_splits, augment_image, prepare_file, prepare_image_set
+from deepmerge_da.io.hdf5 import SPLITS, ImageSet, read_image_set, write_image_set
 
 
 def raw_set(n_mergers=12, n_nonmergers=40, size=40, seed=0):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import TEST_CONFIG, snakemake
+from helpers import TEST_CONFIG, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +130,8 @@ def embedded(dom: str, name: str) -> dict:
 
 
 def data_lines(run: Path) -> dict[str, str]:
-    """{pair: its data}, as the first line of the pair's Table 1/2 (a ``#`` comment of deepmerge_da.report.tables) says."""
+    """{pair: its data}, as the first line of the pair's Table 1/2 (a ``#`` comment of deepmerge_da.report.tables)
+    says."""
     lines = {}
     for pair, table in (("sim2sim", "table1_sim2sim"), ("sim2real", "table2_sim2real")):
         first = (run / f"results/tables/{table}.csv").read_text().splitlines()[0]

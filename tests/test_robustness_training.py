@@ -1,7 +1,7 @@
 """Training, checkpoints, evaluation and tables refuse or flag bad states: diverged runs, damaged checkpoints,
 collapsed runs; identical weights give identical checkpoint bytes.
 
-Real components throughout: a toy pair (conftest.write_toy_pair) whose target is like its source, two trained
+Real components throughout: a toy pair (helpers.write_toy_pair) whose target is like its source, two trained
 runs (a 2-epoch run that learned, a 1-epoch run still at chance that calls every target image one class), real
 evaluations, the ``deepmerge-da`` command.
 """
@@ -14,24 +14,22 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import write_toy_pair
-from test_train import HP
-from deepmerge_da.io.checkpoint import load_checkpoint, load_model, save_checkpoint
 from deepmerge_da.cli import main as cli_main
-from deepmerge_da.report.evaluate import evaluate_run
+from deepmerge_da.io.checkpoint import load_checkpoint, load_model, save_checkpoint
 from deepmerge_da.nn.models import build_network
+from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.report.tables import render_table
 from deepmerge_da.training.loop import train_run
 from deepmerge_da.training.runtime import load_split, predict_logits
+from helpers import REPO, TOY_HP, write_toy_pair
 
-REPO = Path(__file__).resolve().parents[1]
 # (seed, epochs) of the two runs: seed 3 learns in two epochs, seed 1 is still at chance after one.
 RUNS = {"learned": (3, 2), "chance": (1, 1)}
 
 
 def _train(paths, out_dir, seed, epochs):
     return train_run(source=str(paths["source"]), target=str(paths["target"]), out_dir=str(out_dir), pair="sim2sim",
-                     network="deepmerge", method="noda", seed=seed, hp=HP, max_epochs=epochs, batch_size=16,
+                     network="deepmerge", method="noda", seed=seed, hp=TOY_HP, max_epochs=epochs, batch_size=16,
                      device="cpu", progress=False)
 
 

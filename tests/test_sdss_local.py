@@ -15,14 +15,19 @@ import pandas as pd
 import pytest
 
 from deepmerge_da.data import catalogues
-from deepmerge_da.data.catalogues import CatalogueError, build_selection, read_darg_catalogue, select_mergers, \
-    select_nonmergers
+from deepmerge_da.data.catalogues import (
+    CatalogueError,
+    build_selection,
+    read_darg_catalogue,
+    select_mergers,
+    select_nonmergers,
+)
 from deepmerge_da.data.fetch import fetch_cutouts
 from deepmerge_da.data.jpeg import check_jpeg_file
 from deepmerge_da.data.sdss_cutouts import load_cutout_dir
+from helpers import REPO
 from http_fault_server import FaultServer, make_blank_jpeg, make_jpeg, ok
 
-REPO = Path(__file__).resolve().parents[1]
 REAL = (REPO / ".." / "shared" / "data" / "sdss-galaxyzoo").resolve()
 needs_real = pytest.mark.skipif(not (REAL / "darg_mergers.fits").is_file(),
                                 reason=f"local SDSS cutout copy not found at {REAL}")
@@ -84,7 +89,8 @@ def test_selection_small_tables(tmp_path):
     assert ("mergers/5", "ra missing") in sel.bad
     path = catalogues.write_selection(sel.table, tmp_path / "out" / "selection.csv")
     back = catalogues.read_selection(path)
-    assert list(back["object_id"]) == list(sel.table["object_id"]) and all(isinstance(o, str) for o in back["object_id"])
+    assert list(back["object_id"]) == list(sel.table["object_id"])
+    assert all(isinstance(o, str) for o in back["object_id"])
 
 
 def test_selection_configurable_columns_and_errors(tmp_path):
@@ -197,7 +203,7 @@ def test_fetched_directory_loads(tmp_path):
     bodies = [make_jpeg(1), make_jpeg(2), make_jpeg(3), make_blank_jpeg(), make_jpeg(5)]
     out = tmp_path / "cut"
     with FaultServer() as srv:
-        for ra, body in zip(sel["ra"], bodies):
+        for ra, body in zip(sel["ra"], bodies, strict=True):
             srv.script(ra, [ok(body)])
         report = fetch_cutouts(sel, out, srv.base_url, rate_per_s=None, timeout_s=5, max_retries=0,
                                progress=False, max_fail_fraction=0.5)

@@ -10,15 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import write_toy_pair
-from deepmerge_da.training import selection as sel
 from deepmerge_da.io.checkpoint import load_checkpoint
 from deepmerge_da.report.selection_report import selection_table
+from deepmerge_da.training import selection as sel
 from deepmerge_da.training.loop import train_run
 from deepmerge_da.training.runtime import DomainTensors
+from helpers import TOY_HP, write_toy_pair
 
-HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 10,
-      "lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 0.5}
+HP = dict(TOY_HP, patience=10)
 COLUMNS = {f"sel_{c}" for c in sel.CRITERIA}
 
 

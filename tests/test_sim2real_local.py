@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from helpers import REPO, snakemake
 
 SDSS = REPO.parent / "shared/data/sdss-galaxyzoo"
 

@@ -10,10 +10,10 @@ import pytest
 from deepmerge_da.data import observe
 from deepmerge_da.data import synthetic as S
 
-
 # --------------------------------------------------------------------------- fixtures
 SMALL = S.Sim2SimParams(n_mergers=10, n_nonmergers=8)
-SMALL_REAL = S.Sim2RealParams(source_n_objects=12, source_merger_fraction=0.5, target_n_objects=12, target_merger_fraction=0.5)
+SMALL_REAL = S.Sim2RealParams(source_n_objects=12, source_merger_fraction=0.5,
+                              target_n_objects=12, target_merger_fraction=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,8 @@ def test_sim2real_source(real_source):
     # dust reddens: g is fainter relative to r for dusty discs than the intrinsic disc colour allows
     assert np.nanmax(s.catalog["tau_v"]) > 0
     p = S.Sim2RealParams(source_n_objects=20, source_merger_fraction=44 / 5669)
-    assert p.source_n_mergers == 0 and S.Sim2RealParams(source_n_objects=5669, source_merger_fraction=44 / 5669).source_n_mergers == 44
+    assert p.source_n_mergers == 0
+    assert S.Sim2RealParams(source_n_objects=5669, source_merger_fraction=44 / 5669).source_n_mergers == 44
 
 
 def test_sim2real_target_is_jpeg_rgb(real_target):

@@ -7,16 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import write_toy_pair
-from deepmerge_da.io.checkpoint import load_checkpoint
 from deepmerge_da.grid import METHODS
+from deepmerge_da.io.checkpoint import load_checkpoint
 from deepmerge_da.nn.methods import TRANSFER, TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network
 from deepmerge_da.training.loop import cyclic_lr_factor, make_optimizer, random_dihedral, train_one_epoch, train_run
 from deepmerge_da.training.runtime import DomainTensors
-
-HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
-      "lambda_tl": 1.0, "lambda_w": 0.01, "lambda_b": 1.0, "lambda_em": 0.05, "dc_lr_mult": 0.5}
+from helpers import TOY_HP, write_toy_pair
 
 
 def domain(n, shift, seed, size=32):
@@ -33,8 +30,8 @@ def test_every_parameter_group_that_should_learn_changes(method, network):
     torch.manual_seed(0)
     size = 75 if network == "deepmerge" else 32
     model = build_network(network)
-    objective = TransferObjective(method, model.feature_dim, HP)
-    optimizer, scheduler = make_optimizer(model, objective, HP, steps_per_epoch=2)
+    objective = TransferObjective(method, model.feature_dim, TOY_HP)
+    optimizer, scheduler = make_optimizer(model, objective, TOY_HP, steps_per_epoch=2)
     names = [g["name"] for g in optimizer.param_groups]
     adversarial = TRANSFER[method] in ("adversarial", "conditional_adversarial")
     expected = {"network"} | ({"domain_classifier"} if adversarial else set()) \
@@ -44,8 +41,8 @@ def test_every_parameter_group_that_should_learn_changes(method, network):
     target = domain(16, 1.0, 2, size) if uses_target(method) else None
     row = train_one_epoch(model, objective, optimizer, scheduler, domain(16, 0.0, 1, size), target,
                           batch_size=8, generator=torch.Generator().manual_seed(0), first_step=0, total_steps=4)
-    for group, old in zip(optimizer.param_groups, before):
-        changed = sum(not torch.equal(p.detach(), o) for p, o in zip(group["params"], old))
+    for group, old in zip(optimizer.param_groups, before, strict=True):
+        changed = sum(not torch.equal(p.detach(), o) for p, o in zip(group["params"], old, strict=True))
         assert changed == len(old), f"{group['name']}: only {changed}/{len(old)} tensors changed"
     assert np.isfinite(row["train_total"])
     if uses_target(method):
@@ -55,7 +52,7 @@ def test_every_parameter_group_that_should_learn_changes(method, network):
     # The domain classifier keeps its learning-rate multiplier under the schedule.
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     if "domain_classifier" in lrs:
-        assert lrs["domain_classifier"] == pytest.approx(HP["dc_lr_mult"] * lrs["network"])
+        assert lrs["domain_classifier"] == pytest.approx(TOY_HP["dc_lr_mult"] * lrs["network"])
 
 
 def test_cyclic_schedule_is_a_triangle():
@@ -68,7 +65,7 @@ def test_random_dihedral_applies_one_exact_symmetry_per_image():
     x = torch.arange(5 * 2 * 7 * 7, dtype=torch.float32).view(5, 2, 7, 7)
     out = random_dihedral(x, torch.Generator().manual_seed(4))
     choices = torch.randint(0, 8, (5,), generator=torch.Generator().manual_seed(4))  # the draws it made
-    for image, result, c in zip(x, out, choices.tolist()):
+    for image, result, c in zip(x, out, choices.tolist(), strict=True):
         expected = torch.rot90(image.flip(-1) if c >= 4 else image, c % 4, dims=(-2, -1))
         assert torch.equal(result, expected)
     assert len(set(choices.tolist())) > 1
@@ -81,7 +78,7 @@ def test_same_seed_gives_identical_run_on_cpu(tmp_path):
     results = []
     for name in ("a", "b"):
         summary = train_run(source=str(paths["source"]), target=str(paths["target"]), out_dir=str(tmp_path / name),
-                            pair="sim2sim", network="deepmerge", method="mmd", seed=3, hp=HP, max_epochs=3,
+                            pair="sim2sim", network="deepmerge", method="mmd", seed=3, hp=TOY_HP, max_epochs=3,
                             batch_size=16, device="cpu", progress=False)
         results.append((tmp_path / name / "history.csv").read_text())
         assert summary["epochs_run"] == 3 and summary["device"] == "cpu"
@@ -101,7 +98,7 @@ def test_lr_range_scan_writes_a_growing_curve(tmp_path):
 
     paths = write_toy_pair(tmp_path)
     curve = lr_range_scan(source=str(paths["source"]), target=str(paths["target"]), network="deepmerge",
-                          method="noda", hp=HP, out_csv=str(tmp_path / "scan.csv"), epochs=3, lr_min=1e-5,
+                          method="noda", hp=TOY_HP, out_csv=str(tmp_path / "scan.csv"), epochs=3, lr_min=1e-5,
                           lr_max=1e-1, batch_size=16, plot_path=str(tmp_path / "scan.png"))
     assert len(curve) == 3 and curve.lr.is_monotonic_increasing
     assert curve.lr.iloc[-1] == pytest.approx(1e-1, rel=1e-6)
@@ -113,8 +110,8 @@ def test_freezing_conv_layers_keeps_weights_and_batch_norm_statistics():
 
     model = build_network("deepmerge")
     freeze_layers(model, ["conv."], "deepmerge")
-    objective = TransferObjective("noda", model.feature_dim, HP)
-    optimizer, scheduler = make_optimizer(model, objective, HP, steps_per_epoch=2)
+    objective = TransferObjective("noda", model.feature_dim, TOY_HP)
+    optimizer, scheduler = make_optimizer(model, objective, TOY_HP, steps_per_epoch=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     train_one_epoch(model, objective, optimizer, scheduler, domain(16, 0.0, 1, 75), None, batch_size=8,
                     generator=torch.Generator().manual_seed(0), first_step=0, total_steps=2)
@@ -127,8 +124,8 @@ def test_freezing_conv_layers_keeps_weights_and_batch_norm_statistics():
 def test_mixed_precision_step_learns_with_float32_losses():
     torch.manual_seed(0)
     model = build_network("deepmerge")
-    objective = TransferObjective("mmd", model.feature_dim, HP)
-    optimizer, scheduler = make_optimizer(model, objective, HP, steps_per_epoch=2)
+    objective = TransferObjective("mmd", model.feature_dim, TOY_HP)
+    optimizer, scheduler = make_optimizer(model, objective, TOY_HP, steps_per_epoch=2)
     before = model.head[1].weight.detach().clone()
     row = train_one_epoch(model, objective, optimizer, scheduler, domain(16, 0.0, 1, 75), domain(16, 1.0, 2, 75),
                           batch_size=8, generator=torch.Generator().manual_seed(0), first_step=0, total_steps=2,
@@ -145,7 +142,7 @@ def test_compiled_training_steps_match_eager(tmp_path):
     for compiled in (False, True):
         out = tmp_path / f"compiled_{compiled}"
         summary = train_run(source=str(paths["source"]), target=str(paths["target"]), out_dir=str(out),
-                            pair="sim2sim", network="deepmerge", method="mmd", seed=3, hp=HP, max_epochs=1,
+                            pair="sim2sim", network="deepmerge", method="mmd", seed=3, hp=TOY_HP, max_epochs=1,
                             batch_size=16, device="cpu", threads=1, progress=False, compile_model=compiled)
         assert summary["compiled"] is compiled
         history = pd.read_csv(out / "history.csv")
@@ -169,7 +166,7 @@ def test_freeze_applies_only_to_a_run_initialised_from_a_checkpoint(tmp_path):
     # DeepMerge's conv layers at their random initialisation), a run initialised from a checkpoint (tl_mmd) keeps
     # the frozen layers of that checkpoint.
     paths = write_toy_pair(tmp_path)
-    common = dict(source=str(paths["source"]), target=str(paths["target"]), network="deepmerge", seed=1, hp=HP,
+    common = dict(source=str(paths["source"]), target=str(paths["target"]), network="deepmerge", seed=1, hp=TOY_HP,
                   max_epochs=1, batch_size=16, device="cpu", progress=False, freeze=["conv."])
     n_parameters = sum(p.numel() for p in build_network("deepmerge").parameters())
     scratch = train_run(**common, out_dir=str(tmp_path / "noda"), pair="sim2sim", method="noda")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import TEST_CONFIG, job_stats, snakemake
+from helpers import TEST_CONFIG, job_stats, snakemake
 
 METRICS = ["auc", "accuracy", "precision", "recall", "f1", "brier"]
 SIM2SIM = {"deepmerge": ["noda", "mmd", "ada"], "resnet18": ["noda", "mmd", "ada"]}

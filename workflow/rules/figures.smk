@@ -1,6 +1,7 @@
 # Figures of the paper, drawn from the run outputs (deepmerge_da.report.figures), and the training curves of
 # every run. Which runs a figure compares is chosen in common.smk (figure_outputs); how it is drawn lives in the package.
 
+
 wildcard_constraints:
     summary="metrics|roc|scores",
 
@@ -17,20 +18,25 @@ rule figure_examples:
         source="results/data/{pair}/source.h5",
         target="results/data/{pair}/target.h5",
     output:
-        png=report("results/figures/{pair}/examples.png", caption="../report/examples.rst", category="{pair}",
-                   subcategory="data", labels={"figure": "example images"}),
+        png=report(
+            "results/figures/{pair}/examples.png",
+            caption="../report/examples.rst",
+            category="{pair}",
+            subcategory="data",
+            labels={"figure": "example images"},
+        ),
         pdf="results/figures/{pair}/examples.pdf",
-    params:
-        **caption_params("examples"),
     log:
         "logs/figures/{pair}/examples.log",
     benchmark:
         "benchmarks/figures/{pair}/examples.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        **caption_params("examples"),
     script:
         "../scripts/figure_examples.py"
 
@@ -45,22 +51,26 @@ rule figure_summary:
             else []
         ),
     output:
-        png=report("results/figures/{pair}/{network}_{summary}.png", caption="../report/summary.rst",
-                   category="{pair}", subcategory="test metrics",
-                   labels={"network": "{network}", "figure": "{summary}"}),
+        png=report(
+            "results/figures/{pair}/{network}_{summary}.png",
+            caption="../report/summary.rst",
+            category="{pair}",
+            subcategory="test metrics",
+            labels={"network": "{network}", "figure": "{summary}"},
+        ),
         pdf="results/figures/{pair}/{network}_{summary}.pdf",
-    params:
-        **caption_params("summary"),
-        methods=lambda w: config["experiments"][w.pair]["methods"],
     log:
         "logs/figures/{pair}/{network}_{summary}.log",
     benchmark:
         "benchmarks/figures/{pair}/{network}_{summary}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        **caption_params("summary"),
+        methods=lambda w: config["experiments"][w.pair]["methods"],
     script:
         "../scripts/figure_summary.py"
 
@@ -71,23 +81,28 @@ rule figure_tsne:
         source="results/data/{pair}/source.h5",
         target="results/data/{pair}/target.h5",
     output:
-        png=report("results/figures/{pair}/tsne.png", caption="../report/tsne.rst", category="{pair}",
-                   subcategory="latent space and attention", labels={"figure": "t-SNE"}),
+        png=report(
+            "results/figures/{pair}/tsne.png",
+            caption="../report/tsne.rst",
+            category="{pair}",
+            subcategory="latent space and attention",
+            labels={"figure": "t-SNE"},
+        ),
         pdf="results/figures/{pair}/tsne.pdf",
-    params:
-        **caption_params("tsne"),
-        checkpoints=lambda w: {"before training": None, **first_seed_models(w.pair, TSNE_METHODS)},
-        seed=config["data"]["seed"],
     log:
         "logs/figures/{pair}/tsne.log",
     benchmark:
         "benchmarks/figures/{pair}/tsne.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        **caption_params("tsne"),
+        checkpoints=lambda w: {"before training": None, **first_seed_models(w.pair, TSNE_METHODS)},
+        seed=config["data"]["seed"],
     script:
         "../scripts/figure_tsne.py"
 
@@ -98,22 +113,27 @@ rule figure_gradcam:
         source="results/data/{pair}/source.h5",
         target="results/data/{pair}/target.h5",
     output:
-        png=report("results/figures/{pair}/gradcam.png", caption="../report/gradcam.rst", category="{pair}",
-                   subcategory="latent space and attention", labels={"figure": "Grad-CAM"}),
+        png=report(
+            "results/figures/{pair}/gradcam.png",
+            caption="../report/gradcam.rst",
+            category="{pair}",
+            subcategory="latent space and attention",
+            labels={"figure": "Grad-CAM"},
+        ),
         pdf="results/figures/{pair}/gradcam.pdf",
-    params:
-        **caption_params("gradcam"),
-        checkpoints=lambda w: first_seed_models(w.pair, GRADCAM_METHODS[w.pair]),
-        seed=config["data"]["seed"],
     log:
         "logs/figures/{pair}/gradcam.log",
     benchmark:
         "benchmarks/figures/{pair}/gradcam.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        **caption_params("gradcam"),
+        checkpoints=lambda w: first_seed_models(w.pair, GRADCAM_METHODS[w.pair]),
+        seed=config["data"]["seed"],
     script:
         "../scripts/figure_gradcam.py"
 
@@ -122,19 +142,23 @@ rule figure_training_curves:
     input:
         history=f"{RUN_DIR}/history.csv",
     output:
-        png=report("results/figures/{pair}/training/{network}_{method}_seed{seed}.png",
-                   caption="../report/training_curves.rst", category="{pair}", subcategory="training curves",
-                   labels={"network": "{network}", "method": "{method}", "seed": "{seed}"}),
-    params:
-        **caption_params("training"),
+        png=report(
+            "results/figures/{pair}/training/{network}_{method}_seed{seed}.png",
+            caption="../report/training_curves.rst",
+            category="{pair}",
+            subcategory="training curves",
+            labels={"network": "{network}", "method": "{method}", "seed": "{seed}"},
+        ),
     log:
         "logs/figures/{pair}/training/{network}_{method}_seed{seed}.log",
     benchmark:
         "benchmarks/figures/{pair}/training/{network}_{method}_seed{seed}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        **caption_params("training"),
     script:
         "../scripts/figure_training_curves.py"

@@ -15,7 +15,6 @@ import re
 
 from deepmerge_da.predict.inputs import input_files
 
-
 if PREDICT:
 
     rule predict:
@@ -25,21 +24,21 @@ if PREDICT:
         output:
             csv="results/predictions/{name}.csv",
             skipped="results/predictions/{name}.skipped.csv",
-        wildcard_constraints:
-            name="|".join(re.escape(name) for name in PREDICT),
-        params:
-            inputs=lambda w: PREDICT[w.name]["inputs"],
-            options=lambda w: predict_options(w.name),
-            cache_dir=lambda w: f"results/predictions/cutouts/{w.name}",
         log:
             "logs/predict/{name}.log",
         benchmark:
             "benchmarks/predict/{name}.tsv"
+        wildcard_constraints:
+            name="|".join(re.escape(name) for name in PREDICT),
+        conda:
+            ENV
         threads: 2
         resources:
             mem_mb=4000,
             runtime=60,
-        conda:
-            ENV
+        params:
+            inputs=lambda w: PREDICT[w.name]["inputs"],
+            options=lambda w: predict_options(w.name),
+            cache_dir=lambda w: f"results/predictions/cutouts/{w.name}",
         script:
             "../scripts/predict.py"

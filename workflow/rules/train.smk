@@ -11,19 +11,19 @@ rule train:
         sha256=f"{RUN_DIR}/model.pt.sha256",
         history=f"{RUN_DIR}/history.csv",
         summary=f"{RUN_DIR}/train.json",
-    params:
-        train=train_call,
     log:
         "logs/train/{pair}/{network}/{method}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{pair}/{network}/{method}/seed{seed}.tsv"
+    conda:
+        ENV
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime_min"],
         gpu=config["resources"]["train_gpus"],
-    conda:
-        ENV
+    params:
+        train=train_call,
     script:
         "../scripts/train.py"
 
@@ -40,11 +40,11 @@ rule evaluate:
         "logs/evaluate/{pair}/{network}/{method}/seed{seed}.log",
     benchmark:
         "benchmarks/evaluate/{pair}/{network}/{method}/seed{seed}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        ENV
     script:
         "../scripts/evaluate.py"

@@ -1,5 +1,5 @@
-from deepmerge_da.report.image_figures import plot_examples
 from deepmerge_da.io.rulelog import rule_logging
+from deepmerge_da.report.image_figures import plot_examples
 
 with rule_logging(snakemake.log[0]):
     plot_examples(snakemake.input.source, snakemake.input.target, snakemake.output.png, snakemake.output.pdf,

@@ -1,5 +1,5 @@
-from deepmerge_da.report.image_figures import plot_gradcam
 from deepmerge_da.io.rulelog import rule_logging
+from deepmerge_da.report.image_figures import plot_gradcam
 
 with rule_logging(snakemake.log[0]):
     plot_gradcam(snakemake.params.checkpoints, snakemake.input.source, snakemake.input.target, snakemake.output.png,

@@ -1,5 +1,5 @@
-from deepmerge_da.report.figures import plot_metric_bars, plot_roc, plot_score_histograms
 from deepmerge_da.io.rulelog import rule_logging
+from deepmerge_da.report.figures import plot_metric_bars, plot_roc, plot_score_histograms
 
 PLOTS = {"metrics": plot_metric_bars, "roc": plot_roc, "scores": plot_score_histograms}
 

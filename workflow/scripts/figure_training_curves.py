@@ -1,5 +1,5 @@
-from deepmerge_da.report.figures import plot_training_curves
 from deepmerge_da.io.rulelog import rule_logging
+from deepmerge_da.report.figures import plot_training_curves
 
 with rule_logging(snakemake.log[0]):
     w = snakemake.wildcards

@@ -1,5 +1,5 @@
-from deepmerge_da.report.image_figures import plot_tsne
 from deepmerge_da.io.rulelog import rule_logging
+from deepmerge_da.report.image_figures import plot_tsne
 
 with rule_logging(snakemake.log[0]):
     plot_tsne(snakemake.params.checkpoints, snakemake.input.source, snakemake.input.target, snakemake.output.png,

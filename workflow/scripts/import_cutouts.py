@@ -1,5 +1,5 @@
-from deepmerge_da.io.rulelog import rule_logging
 from deepmerge_da.data.sources import import_cutouts
+from deepmerge_da.io.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
     import_cutouts(snakemake.params.cutout_dir, path=snakemake.output[0],

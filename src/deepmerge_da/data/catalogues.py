@@ -193,7 +193,8 @@ def _clean_rows(df: pd.DataFrame, id_col: str, ra_col: str, dec_col: str, label:
     ids = [_id_string(v) for v in df[id_col].to_numpy()]
     keep = np.ones(len(df), bool)
     seen: set[str] = set()
-    for i, (oid, r, d, rr, dd) in enumerate(zip(ids, df[ra_col].to_numpy(), df[dec_col].to_numpy(), ra, dec)):
+    rows = zip(ids, df[ra_col].to_numpy(), df[dec_col].to_numpy(), ra, dec, strict=True)
+    for i, (oid, r, d, rr, dd) in enumerate(rows):
         if oid is None:
             reason, oid = f"{id_col} missing", f"<row {i + 1}>"
         elif "/" in oid or "\\" in oid or oid.startswith("."):
@@ -209,7 +210,7 @@ def _clean_rows(df: pd.DataFrame, id_col: str, ra_col: str, dec_col: str, label:
         else:
             seen.add(oid)
     out = df.loc[keep].copy()
-    out["_object_id"] = [o for o, k in zip(ids, keep) if k]
+    out["_object_id"] = [o for o, k in zip(ids, keep, strict=True) if k]
     out["_ra"] = ra[keep]
     out["_dec"] = dec[keep]
     return out
@@ -246,13 +247,13 @@ def galaxy_key(ra: np.ndarray, dec: np.ndarray, names=None) -> list[str]:
     """
     if names is not None:
         out = []
-        for n, r, d in zip(names, ra, dec):
+        for n, r, d in zip(names, ra, dec, strict=True):
             if isinstance(n, str) and n.strip():
                 out.append(n.strip())
             else:
                 out.append(f"{r:.5f},{d:+.5f}")
         return out
-    return [f"{r:.5f},{d:+.5f}" for r, d in zip(ra, dec)]
+    return [f"{r:.5f},{d:+.5f}" for r, d in zip(ra, dec, strict=True)]
 
 
 def select_nonmergers(gz1: pd.DataFrame, n: int | None = 3000, *, seed: int = 0, fm_max: float = 0.2,
@@ -365,7 +366,7 @@ def read_catalogue_csv(path: str | os.PathLike, label: int | None = None) -> Sel
     else:
         text = df[cols["label"]].str.strip().str.lower()
         labels = text.map(LABEL_VALUES)
-        for oid, value in zip(df.loc[labels.isna(), cols["id"]], df.loc[labels.isna(), cols["label"]]):
+        for oid, value in zip(df.loc[labels.isna(), cols["id"]], df.loc[labels.isna(), cols["label"]], strict=True):
             bad.append((oid.strip() or "<no id>", f"label {value!r} is not 1 / merger or 0 / non-merger"))
             log.warning("%s: dropping %s: %s", path, *bad[-1])
         df, labels = df.loc[labels.notna()], labels.loc[labels.notna()].astype(int)

@@ -38,6 +38,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import logging
 import os
@@ -46,16 +47,26 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import requests
 
-from deepmerge_da.data.http import (FetchError, RateLimiter, SessionPool, Stopped, allowed_origins, check_status,
-                                    get_within_origins, remove_stale_parts, sha256_file, with_retries)
+from deepmerge_da.data.http import (
+    FetchError,
+    RateLimiter,
+    SessionPool,
+    Stopped,
+    allowed_origins,
+    check_status,
+    get_within_origins,
+    remove_stale_parts,
+    sha256_file,
+    with_retries,
+)
 from deepmerge_da.data.jpeg import check_jpeg, check_jpeg_file
 from deepmerge_da.data.sdss_cutouts import DEFAULT_BASE_URL, SDSS_PIXEL_SCALE
 from deepmerge_da.io.atomic import atomic_path, write_text_atomic
@@ -274,10 +285,8 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
             reason = chk.reason
         res.status, res.reason = "failed", reason
         if existing_reason is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 dest.unlink()
-            except FileNotFoundError:
-                pass
 
     def work(i: int) -> FetchResult:
         r = results[i]

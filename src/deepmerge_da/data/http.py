@@ -14,14 +14,15 @@ The cutout downloader built on these is :mod:`deepmerge_da.data.fetch`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 import requests
@@ -187,14 +188,13 @@ def with_retries(attempt: Callable[[], object], *, max_retries: int, backoff_s: 
 
     Each attempt waits for ``limiter``'s slot; raises :class:`Stopped` when ``stop`` is set before an attempt.
     """
-    attempts = 0
     for k in range(max_retries + 1):
         if limiter is not None:
             if not limiter.wait(stop):
                 raise Stopped()
         elif stop.is_set():
             raise Stopped()
-        attempts += 1
+        attempts = k + 1
         try:
             return attempt(), attempts, None
         except _Permanent as exc:
@@ -283,10 +283,8 @@ def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, 
                 fh.flush()
                 os.fsync(fh.fileno())
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
             raise
         return tmp, h.hexdigest()
 

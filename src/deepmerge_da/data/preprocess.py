@@ -63,7 +63,7 @@ def assign_splits(object_id: np.ndarray, labels: np.ndarray, fractions=(0.7, 0.1
     object_id = np.asarray(object_id).astype(str)
     split = np.empty(len(object_id), dtype=np.int8)
     object_label: dict[str, int] = {}
-    for oid, label in zip(object_id, labels):
+    for oid, label in zip(object_id, labels, strict=True):
         if object_label.setdefault(oid, int(label)) != int(label):
             raise ValueError(f"object {oid} appears with two labels")
     for label in sorted(set(object_label.values())):
@@ -75,7 +75,8 @@ def assign_splits(object_id: np.ndarray, labels: np.ndarray, fractions=(0.7, 0.1
     return split
 
 
-def augment_image(image: np.ndarray, op: str, rng: np.random.Generator, zoom_range=(0.8, 1.25)) -> tuple[np.ndarray, str]:
+def augment_image(image: np.ndarray, op: str, rng: np.random.Generator,
+                  zoom_range=(0.8, 1.25)) -> tuple[np.ndarray, str]:
     """Apply one augmentation to a (C, H, W) image; ``op`` is a fixed one or ``random``.
 
     ``random`` is a random-angle rotation or a zoom in/out about the centre (reflecting boundary, so

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 PART_SUFFIX = ".part"
@@ -48,10 +48,8 @@ def atomic_path(path: str | os.PathLike):
         os.replace(name, path)
     finally:
         if name is not None:
-            try:
+            with suppress(FileNotFoundError):
                 os.unlink(name)
-            except FileNotFoundError:
-                pass
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from deepmerge_da.io.atomic import atomic_path, write_text_atomic
 from deepmerge_da.grid import NETWORKS
+from deepmerge_da.io.atomic import atomic_path, write_text_atomic
 from deepmerge_da.nn.models import build_network
 
 
@@ -98,7 +98,7 @@ def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
     if not names:
         return []
     finite = torch.stack([torch.isfinite(state[k]).all() for k in names]).tolist()
-    return [k for k, ok in zip(names, finite) if not ok]
+    return [k for k, ok in zip(names, finite, strict=True) if not ok]
 
 
 def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:

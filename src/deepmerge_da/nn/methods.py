@@ -36,13 +36,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from deepmerge_da.grid import METHODS
-from deepmerge_da.nn.losses import (PAPER_CODE_VARIANCES, ConditionalDomainAdversarialLoss, DomainAdversarialLoss,
-                                    DomainClassifier, FisherLoss, GradientReversal, MinimumClassConfusionLoss,
-                                    MMDLoss, SelfTrainingLoss, entropy_loss, ganin_coefficient, total_loss)
+from deepmerge_da.nn.losses import (
+    PAPER_CODE_VARIANCES,
+    ConditionalDomainAdversarialLoss,
+    DomainAdversarialLoss,
+    DomainClassifier,
+    FisherLoss,
+    GradientReversal,
+    MinimumClassConfusionLoss,
+    MMDLoss,
+    SelfTrainingLoss,
+    entropy_loss,
+    ganin_coefficient,
+    total_loss,
+)
 
 TRANSFER = {"noda": None, "mmd": "mmd", "mmd_fisher_em": "mmd", "ada": "adversarial",
             "ada_fisher_em": "adversarial", "tl_mmd": "mmd", "target_only": None,

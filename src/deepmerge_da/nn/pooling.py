@@ -66,7 +66,8 @@ class MaxPool2x2(nn.Module):
 
 
 def with_nn_max_pool2d(model: nn.Module) -> nn.Module:
-    """``model``, its :class:`MaxPool2x2` layers replaced in place by ``nn.MaxPool2d(2)`` (the layer as usually written)."""
+    """``model``, its :class:`MaxPool2x2` layers replaced in place by ``nn.MaxPool2d(2)`` (the layer as usually
+    written)."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, MaxPool2x2):

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,8 +41,14 @@ from deepmerge_da.data.preprocess import reorder_filters, resize_images
 from deepmerge_da.data.sdss_cutouts import DEFAULT_BASE_URL
 from deepmerge_da.io.checkpoint import load_model
 from deepmerge_da.io.hdf5 import ImageSet, read_image_set
-from deepmerge_da.predict.inputs import InputImage, Skipped, expand_inputs, fetch_catalogue_cutouts, input_kind, \
-    input_stem
+from deepmerge_da.predict.inputs import (
+    InputImage,
+    Skipped,
+    expand_inputs,
+    fetch_catalogue_cutouts,
+    input_kind,
+    input_stem,
+)
 from deepmerge_da.predict.outputs import SKIPPED_COLUMNS, skipped_path, write_csv
 from deepmerge_da.predict.readers import read_image
 from deepmerge_da.training.runtime import predict_logits, resolve_device

@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -61,7 +61,7 @@ def package_versions() -> dict[str, str | None]:
 def environment_stamp(train_threads: int | None = None, repo: str | os.PathLike = ".") -> dict:
     """What made a results/ tree: code commit, packages, Python, platform, CPU and thread settings."""
     return {
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(repo),
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -17,8 +17,8 @@ def evaluate_run(*, checkpoint: str, source: str, target: str, metrics_path: str
     """Score a checkpoint on the source and target *test* splits; write metrics JSON and predictions CSV.
 
     The metrics also say whether the run collapsed to one class on the target (``target_collapsed``, with
-    ``target_predicted_merger_fraction``; :func:`deepmerge_da.report.metrics.collapse_report`). A checkpoint that cannot be
-    used (damaged, non-finite weights, ...) is a :class:`deepmerge_da.io.checkpoint.CheckpointError`.
+    ``target_predicted_merger_fraction``; :func:`deepmerge_da.report.metrics.collapse_report`). A checkpoint that
+    cannot be used (damaged, non-finite weights, ...) is a :class:`deepmerge_da.io.checkpoint.CheckpointError`.
     """
     torch.set_num_threads(max(1, int(threads)))
     model, meta = load_model(checkpoint, device)
@@ -33,7 +33,7 @@ def evaluate_run(*, checkpoint: str, source: str, target: str, metrics_path: str
         if domain == "target":
             result.update(collapse_report(p >= 0.5))
         rows += [{"domain": domain, "object_id": o, "label": int(y), "p_merger": float(q)}
-                 for o, y, q in zip(test.object_id, labels, p)]
+                 for o, y, q in zip(test.object_id, labels, p, strict=True)]
     write_text_atomic(metrics_path, json.dumps(result, indent=2))
     with atomic_path(predictions_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["domain", "object_id", "label", "p_merger"])

@@ -169,7 +169,7 @@ def plot_metric_bars(metrics: dict[str, str | list[str]], out_png: str, out_pdf:
     n = max(1, len(values))
     width = 0.84 / (2 * n)
     x = np.arange(len(METRICS))
-    for i, (label, stats) in enumerate(values.items()):
+    for i, stats in enumerate(values.values()):
         colour = _method_colour(i)
         for j, domain in enumerate(DOMAINS):
             means = [stats[domain][m][0] for m in METRICS]
@@ -275,7 +275,7 @@ def plot_training_curves(history_csv: str, out_png: str, title: str, data_descri
     epoch = history["epoch"].to_numpy() if "epoch" in history else np.arange(len(history))
     fig = new_figure(1560, 432 + FOOTNOTE_PX)
     axes = fig.subplots(1, 3)
-    for ax, (name, columns) in zip(axes, groups.items()):
+    for ax, (name, columns) in zip(axes, groups.items(), strict=True):
         for i, column in enumerate(columns):
             y = pd.to_numeric(history[column], errors="coerce").to_numpy(dtype=float)
             if not np.isfinite(y).any():

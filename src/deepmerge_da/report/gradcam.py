@@ -55,7 +55,7 @@ class GradCAM:
     def close(self) -> None:
         self._handle.remove()
 
-    def __enter__(self) -> "GradCAM":
+    def __enter__(self) -> GradCAM:
         return self
 
     def __exit__(self, *exc) -> None:

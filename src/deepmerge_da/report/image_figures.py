@@ -17,10 +17,22 @@ import torch
 from matplotlib.lines import Line2D
 
 from deepmerge_da.io.checkpoint import load_model
-from deepmerge_da.report.figures import (CLASS_COLOURS, CLASS_NAMES, DOMAIN_COLOURS, DOMAINS, FOOTNOTE_PX, HEADER_PX, LABEL_PX,
-                      PANEL_PX, add_footnote, new_figure, save_figure, show_image)
-from deepmerge_da.report.gradcam import gradcam_maps
 from deepmerge_da.nn.models import build_network
+from deepmerge_da.report.figures import (
+    CLASS_COLOURS,
+    CLASS_NAMES,
+    DOMAIN_COLOURS,
+    DOMAINS,
+    FOOTNOTE_PX,
+    HEADER_PX,
+    LABEL_PX,
+    PANEL_PX,
+    add_footnote,
+    new_figure,
+    save_figure,
+    show_image,
+)
+from deepmerge_da.report.gradcam import gradcam_maps
 from deepmerge_da.training.runtime import load_split, predict_logits
 
 log = logging.getLogger(__name__)
@@ -68,7 +80,7 @@ def select_pairs(source: DomainSample, target: DomainSample, n: int, rng: np.ran
 
     src_pool, tgt_pool = candidates(source), candidates(target)
     src = np.sort(rng.choice(src_pool, size=min(n, len(src_pool)), replace=False))
-    where = {oid: row for row, oid in zip(tgt_pool, target.object_id[tgt_pool])}
+    where = {oid: row for row, oid in zip(tgt_pool, target.object_id[tgt_pool], strict=True)}
     tgt = np.array([where.get(oid, -1) for oid in source.object_id[src]], dtype=np.int64)
     spare = np.setdiff1d(tgt_pool, tgt)
     if target_order == "random":

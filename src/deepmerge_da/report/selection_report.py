@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepmerge_da.io.atomic import atomic_path, write_text_atomic
 from deepmerge_da.grid import CRITERIA, ORACLES
+from deepmerge_da.io.atomic import atomic_path, write_text_atomic
 from deepmerge_da.training.selection import column, select_epoch
 
 TABLE_COLUMNS = ["criterion", "uses_target_labels", "n_runs", "selected_test_target_accuracy_mean",

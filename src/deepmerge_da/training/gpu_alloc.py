@@ -31,7 +31,8 @@ def claim_device(n_devices: int, lock_dir: str | os.PathLike | None = None, wait
     deadline = time.monotonic() + wait_s
     while True:
         for index in range(n_devices):
-            handle = open(lock_dir / f"gpu{index}.lock", "a+")
+            # no `with`: the lock lasts as long as the file stays open (in _held, for the life of the process)
+            handle = open(lock_dir / f"gpu{index}.lock", "a+")  # noqa: SIM115
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -39,14 +39,14 @@ import torch
 from tqdm import tqdm
 
 from deepmerge_da import __version__
+from deepmerge_da.grid import CRITERIA
 from deepmerge_da.io.atomic import atomic_path, write_text_atomic
 from deepmerge_da.io.checkpoint import load_model, nonfinite_tensors, save_checkpoint
 from deepmerge_da.nn.adabn import reestimate_batchnorm
 from deepmerge_da.nn.methods import StepOutputs, TransferObjective, reestimates_batchnorm_on_target, uses_target
-from deepmerge_da.report.metrics import collapse_report
 from deepmerge_da.nn.models import build_network, count_trainable_parameters
+from deepmerge_da.report.metrics import collapse_report
 from deepmerge_da.training.runtime import DomainTensors, load_split, resolve_device, seed_everything
-from deepmerge_da.grid import CRITERIA
 from deepmerge_da.training.selection import column, scores_from_outputs, split_outputs
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,8 @@ def lr_range_scan(*, source: str, target: str, network: str, method: str, hp: di
 
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
         ax.semilogx(curve.lr, curve.loss, "o-")
-        ax.set(xlabel="learning rate (end of epoch)", ylabel="mean total loss", title=f"LR range scan: {network} {method}")
+        ax.set(xlabel="learning rate (end of epoch)", ylabel="mean total loss",
+               title=f"LR range scan: {network} {method}")
         fig.tight_layout()
         with atomic_path(plot_path) as tmp:
             fig.savefig(tmp, format="png", dpi=120)

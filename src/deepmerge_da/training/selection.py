@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepmerge_da.grid import CRITERIA, ORACLES
+from deepmerge_da.grid import CRITERIA
 from deepmerge_da.nn.losses.entropy import entropy_loss
 from deepmerge_da.training.runtime import predict_logits
 

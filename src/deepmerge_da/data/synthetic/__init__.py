@@ -53,8 +53,14 @@ set), :mod:`~deepmerge_da.data.synthetic.universe` (labels, ids, the process poo
 from deepmerge_da.data.synthetic.cosmology import ILLUSTRIS_COSMOLOGY, distance_modulus, kpc_per_arcsec
 from deepmerge_da.data.synthetic.parameters import Sim2RealParams, Sim2SimParams
 from deepmerge_da.data.synthetic.rendering import render_gaussian_blobs, render_sersic_template
-from deepmerge_da.data.synthetic.universe import (GENERATOR_VERSION, SyntheticSet, observe_sim2sim,
-                                                  render_sim2real_source, render_sim2real_target, render_sim2sim)
+from deepmerge_da.data.synthetic.universe import (
+    GENERATOR_VERSION,
+    SyntheticSet,
+    observe_sim2sim,
+    render_sim2real_source,
+    render_sim2real_target,
+    render_sim2sim,
+)
 
 __all__ = [
     "GENERATOR_VERSION",

@@ -9,12 +9,28 @@ import numpy as np
 
 from deepmerge_da.data import observe
 from deepmerge_da.data.observe import mag_to_njy
-from deepmerge_da.data.synthetic.morphology import (_MORPHS, _Style, _bridge, _galaxy, _loguniform, _neighbours,
-                                                    _plume, _sed, _shells, _tail)
+from deepmerge_da.data.synthetic.morphology import (
+    _MORPHS,
+    _bridge,
+    _galaxy,
+    _loguniform,
+    _neighbours,
+    _plume,
+    _sed,
+    _shells,
+    _Style,
+    _tail,
+)
 from deepmerge_da.data.synthetic.parameters import Sim2SimParams
 from deepmerge_da.data.synthetic.random_streams import _STREAM_SIM2SIM, _object_rngs
-from deepmerge_da.data.synthetic.rendering import (_Blobs, _concat_blobs, _normalised_template, _peak_amplitude,
-                                                   _render, _Sersic)
+from deepmerge_da.data.synthetic.rendering import (
+    _Blobs,
+    _concat_blobs,
+    _normalised_template,
+    _peak_amplitude,
+    _render,
+    _Sersic,
+)
 
 
 def _sim2sim_style(P: Sim2SimParams) -> _Style:
