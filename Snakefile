@@ -27,6 +27,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/fetch.smk"
+include: "workflow/rules/illustris.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/predict.smk"
@@ -34,6 +35,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

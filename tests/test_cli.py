@@ -7,8 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO, snakemake, write_toy_pair
+from deepmerge_da.cli import build_parser, train_kwargs
 from deepmerge_da.cli import main as cli_main
+from helpers import REPO, snakemake, write_toy_pair
 
 
 def run(*args):
@@ -51,14 +52,9 @@ def merged_config(directory: Path, overlay: dict) -> Path:
     return path
 
 
-def cli_train_arguments(monkeypatch, *args) -> dict:
-    """The keyword arguments `deepmerge-da train ARGS` calls train_run with (not training)."""
-    import deepmerge_da.training.loop
-
-    called = []
-    monkeypatch.setattr(deepmerge_da.training.loop, "train_run", lambda **kwargs: called.append(kwargs))
-    assert cli_main(["train", *args]) == 0
-    return called[0]
+def cli_train_arguments(*args) -> dict:
+    """The keyword arguments `deepmerge-da train ARGS` trains with (deepmerge_da.cli.train_kwargs)."""
+    return train_kwargs(build_parser().parse_args(["train", *args]))
 
 
 def test_cli_train_uses_the_train_rule_arguments(workflow_copy, monkeypatch):
@@ -68,8 +64,7 @@ def test_cli_train_uses_the_train_rule_arguments(workflow_copy, monkeypatch):
         'include: "Snakefile"\n'
         "import json\n"
         "from types import SimpleNamespace as NS\n"
-        "call = rules.train.params.train(NS(pair='sim2real', network='deepmerge', method='tl_mmd', seed='1'),\n"
-        "                                NS(source='s.h5', target='t.h5', init='init.pt'), NS(model='run/model.pt'))\n"
+        "call = rules.train.params.train(NS(pair='sim2real', network='deepmerge', method='tl_mmd', seed='1'))\n"
         "print('CALL:', json.dumps(call))\n")
     result = snakemake(workflow_copy, "--list-rules", "-s", "describe.smk", "--configfile", "overlay.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -77,24 +72,36 @@ def test_cli_train_uses_the_train_rule_arguments(workflow_copy, monkeypatch):
 
     monkeypatch.chdir(REPO)  # the config names its presets file relative to the repository
     config = merged_config(workflow_copy, OVERLAY)
-    cli = cli_train_arguments(monkeypatch, "--source", "s.h5", "--target", "t.h5", "--out", "run", "--pair",
-                              "sim2real", "--network", "deepmerge", "--method", "tl_mmd", "--init", "init.pt",
+    cli = cli_train_arguments("--source", "s.h5", "--target", "t.h5", "--out", "run", "--pair", "sim2real",
+                              "--network", "deepmerge", "--method", "tl_mmd", "--init", "init.pt",
                               "--config", str(config))
     assert cli.pop("threads") == yaml.safe_load((REPO / "config/config.yaml").read_text())["resources"]["train_threads"]
+    # The files are the rule's input and output (workflow/scripts/train.py), the rest is params.train.
+    assert {k: cli.pop(k) for k in ("source", "target", "out_dir", "init_checkpoint")} == {
+        "source": "s.h5", "target": "t.h5", "out_dir": "run", "init_checkpoint": "init.pt"}
     assert cli == rule
     assert (cli["freeze"], cli["amp"], cli["max_epochs"], cli["selection"], cli["compile_model"]) == (
         ["conv."], True, 2, "negative_entropy", False)
     assert cli["hp"]["augment"] is True  # training.augment of config/config.yaml
 
     # An option given on the command line replaces the config's.
-    cli = cli_train_arguments(monkeypatch, "--source", "s.h5", "--target", "t.h5", "--out", "run", "--pair",
-                              "sim2real", "--network", "deepmerge", "--method", "tl_mmd", "--config", str(config),
+    cli = cli_train_arguments("--source", "s.h5", "--target", "t.h5", "--out", "run", "--pair", "sim2real",
+                              "--network", "deepmerge", "--method", "mmd", "--config", str(config),
                               "--epochs", "7", "--selection", "source_accuracy", "--device", "cpu", "--threads", "3",
                               "--compile", "--set", '{"lr": 0.5}')
     assert {k: cli[k] for k in ("max_epochs", "selection", "device", "threads", "compile_model", "init_checkpoint")} \
         == {"max_epochs": 7, "selection": "source_accuracy", "device": "cpu", "threads": 3, "compile_model": True,
             "init_checkpoint": None}
     assert cli["hp"]["lr"] == 0.5
+
+
+def test_cli_train_tl_mmd_needs_its_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    config = merged_config(tmp_path, {})
+    assert cli_main(["train", "--source", "s.h5", "--target", "t.h5", "--out", str(tmp_path / "run"), "--pair",
+                     "sim2real", "--network", "deepmerge", "--method", "tl_mmd", "--config", str(config)]) == 2
+    assert "--method tl_mmd starts from another run's checkpoint: give it with --init" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_train_checks_the_config(tmp_path, monkeypatch, capsys):

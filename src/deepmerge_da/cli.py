@@ -56,20 +56,30 @@ def _validated_config(path: str) -> dict:
     return config
 
 
-def _cmd_train(args) -> None:
+def train_kwargs(args) -> dict:
+    """The keyword arguments of :func:`deepmerge_da.training.loop.train_run` for ``deepmerge-da train ARGS``: the
+    workflow's train rule's (:func:`deepmerge_da.config.train_arguments`), an option given here replacing the
+    config's."""
     from deepmerge_da.config import load_presets, train_arguments
-    from deepmerge_da.training.loop import train_run
 
+    if args.method == "tl_mmd" and not args.init:
+        raise ValueError("--method tl_mmd starts from another run's checkpoint: give it with --init")
     config = _validated_config(args.config)
-    # The workflow's train rule trains with the same arguments; an option given here replaces the config's.
     kwargs = train_arguments(config, load_presets(config["presets_file"]), pair=args.pair, network=args.network,
-                             method=args.method, seed=args.seed, source=args.source, target=args.target,
-                             out_dir=args.out, init_checkpoint=args.init)
+                             method=args.method, seed=args.seed)
     kwargs["hp"].update(json.loads(args.set) if args.set else {})
     given = {"max_epochs": args.epochs, "device": args.device, "selection": args.selection,
              "compile_model": args.compile}
     kwargs.update({key: value for key, value in given.items() if value is not None})
-    train_run(**kwargs, threads=config["resources"]["train_threads"] if args.threads is None else args.threads)
+    threads = config["resources"]["train_threads"] if args.threads is None else args.threads
+    return dict(kwargs, source=args.source, target=args.target, out_dir=args.out, init_checkpoint=args.init,
+                threads=threads)
+
+
+def _cmd_train(args) -> None:
+    from deepmerge_da.training.loop import train_run
+
+    train_run(**train_kwargs(args))
 
 
 def _cmd_lr_scan(args) -> None:
@@ -82,7 +92,8 @@ def _cmd_lr_scan(args) -> None:
                           out_csv=args.out, epochs=args.epochs, lr_min=args.lr_min, lr_max=args.lr_max,
                           threads=args.threads, device=args.device, plot_path=args.plot)
     best = curve.loc[curve.loss.idxmin()]
-    print(f"lowest loss {best.loss:.4f} at lr {best.lr:.3g}: one-cycle maximum {best.lr:.3g}, minimum {best.lr / 10:.3g}")
+    print(f"lowest loss {best.loss:.4f} at lr {best.lr:.3g}: "
+          f"one-cycle maximum {best.lr:.3g}, minimum {best.lr / 10:.3g}")
 
 
 def _cmd_evaluate(args) -> None:

@@ -221,15 +221,16 @@ def run_hyperparameters(config: dict, presets: dict, pair: str, network: str, me
     return hp
 
 
-def train_arguments(config: dict, presets: dict, *, pair: str, network: str, method: str, seed: int, source: str,
-                    target: str, out_dir: str, init_checkpoint: str | None = None) -> dict:
-    """The keyword arguments of :func:`deepmerge_da.training.loop.train_run`, all but ``threads``, that train one
-    run of a config checked by :func:`validate_config`: the workflow's train rule and ``deepmerge-da train`` both
-    train with them (the command line may then override some)."""
+def train_arguments(config: dict, presets: dict, *, pair: str, network: str, method: str, seed: int) -> dict:
+    """The keyword arguments of :func:`deepmerge_da.training.loop.train_run` that train one run of a config
+    checked by :func:`validate_config`, all but the files (``source``, ``target``, ``out_dir``,
+    ``init_checkpoint``) and ``threads``: the workflow's train rule and ``deepmerge-da train`` both train with them
+    (the command line may then override some). Free of paths, so that the rule's params are Snakemake's to compare:
+    a params function of a rule's files is left out of its rerun-on-change check."""
     training = config["training"]
-    return dict(source=source, target=target, out_dir=out_dir, pair=pair, network=network, method=method, seed=seed,
+    return dict(pair=pair, network=network, method=method, seed=seed,
                 hp=run_hyperparameters(config, presets, pair, network, method),
                 max_epochs=training["max_epochs_by_network"].get(network, training["max_epochs"]),
-                batch_size=training["batch_size"], device=training["device"], init_checkpoint=init_checkpoint,
+                batch_size=training["batch_size"], device=training["device"],
                 freeze=list(training["freeze"]), amp=training["amp"], selection=training["selection"],
                 compile_model=training["compile"])

@@ -6,7 +6,6 @@ from snakemake.exceptions import WorkflowError
 from deepmerge_da.config import SCHEMA_PATH, ConfigError, load_presets, train_arguments, validate_config
 from deepmerge_da.grid import METHODS, NETWORKS, PAIRS
 
-
 # Checks the config and fills in the schema's defaults: the rules read every key that has one directly.
 try:
     validate_config(config, Path(workflow.basedir) / SCHEMA_PATH)
@@ -64,12 +63,19 @@ def tl_init_checkpoint(wildcards):
     return f"{RUN_DIR}/model.pt".format(pair="sim2sim", **config["training"]["tl_init"])
 
 
-def train_call(wildcards, input, output):
-    """The keyword arguments of deepmerge_da.training.loop.train_run (but threads) for this run: those that
-    `deepmerge-da train` trains with too (deepmerge_da.config.train_arguments)."""
-    return train_arguments(config, PRESETS, pair=wildcards.pair, network=wildcards.network, method=wildcards.method,
-                           seed=int(wildcards.seed), source=input.source, target=input.target,
-                           out_dir=str(Path(output.model).parent), init_checkpoint=input.init or None)
+def train_call(wildcards):
+    """The keyword arguments of deepmerge_da.training.loop.train_run for this run but its files and threads: those
+    that `deepmerge-da train` trains with too (deepmerge_da.config.train_arguments). A function of the wildcards
+    alone, so that Snakemake reruns the run when one of them changes (a function of input or output is left out
+    of that check)."""
+    return train_arguments(
+        config,
+        PRESETS,
+        pair=wildcards.pair,
+        network=wildcards.network,
+        method=wildcards.method,
+        seed=int(wildcards.seed),
+    )
 
 
 # The pairs to train: a pair's experiments block set to null (e.g. in a configfile on top) switches it off.
@@ -110,15 +116,27 @@ def describe_data(pair):
     data = config["data"]["pairs"][pair]
     if data["source"] == "local":
         dataset = Path(config["data"]["sdss"]["cutout_dir"]).resolve().name
-        return (f"{pair}: synthetic source (embedded universe, data seed {config['data']['seed']}); "
-                f"target = real SDSS cutouts (data.sdss.cutout_dir, dataset '{dataset}')")
+        return (
+            f"{pair}: synthetic source (embedded universe, data seed {config['data']['seed']}); "
+            f"target = real SDSS cutouts (data.sdss.cutout_dir, dataset '{dataset}')"
+        )
     if data["source"] == "remote":
-        return (f"{pair}: synthetic source (embedded universe, data seed {config['data']['seed']}); "
-                "target = real SDSS cutouts fetched from SkyServer (config data.remote)")
+        return (
+            f"{pair}: synthetic source (embedded universe, data seed {config['data']['seed']}); "
+            "target = real SDSS cutouts fetched from SkyServer (config data.remote)"
+        )
     if data["source"] == "published":
         return f"{pair}: the authors' published images (config data.published), converted to our format"
-    return (f"{pair}: the embedded synthetic universe (data seed {config['data']['seed']}, "
-            f"parameters in config data.pairs.{pair}.synthetic) -- not the paper's Illustris data")
+    if data["source"] == "illustris":
+        target = "the same galaxies with sky noise" if pair == "sim2sim" else "the embedded synthetic universe"
+        return (
+            f"{pair}: Illustris galaxies (SUNRISE images from the Illustris API, config data.illustris), observed as "
+            f"configured in data.pairs.{pair}.synthetic; target = {target} (data seed {config['data']['seed']})"
+        )
+    return (
+        f"{pair}: the embedded synthetic universe (data seed {config['data']['seed']}, "
+        f"parameters in config data.pairs.{pair}.synthetic) -- not the paper's Illustris data"
+    )
 
 
 # The paper's Fig. 5 (t-SNE) and Figs. 6/7 (Grad-CAM) compare these methods, when the grid has them.
@@ -142,21 +160,29 @@ PAPER_FIGURE = {
 
 def first_seed_models(pair, methods):
     """{method: model.pt of its lowest seed} for the DeepMerge runs of ``methods`` in the grid (config order)."""
-    return {r["method"]: f"{RUN_DIR}/model.pt".format(**r)
-            for r in runs(pair=pair, network="deepmerge", methods=methods, first_seed_only=True)}
+    return {
+        r["method"]: f"{RUN_DIR}/model.pt".format(**r)
+        for r in runs(pair=pair, network="deepmerge", methods=methods, first_seed_only=True)
+    }
 
 
 def figure_outputs(pair):
     grid = config["experiments"][pair]
     outputs = expand("results/figures/{pair}/examples.{ext}", pair=pair, ext=["png", "pdf"])
-    outputs += expand("results/figures/{pair}/{network}_{summary}.{ext}", pair=pair, network=grid["networks"],
-                      summary=["metrics", "roc", "scores"], ext=["png", "pdf"])
+    outputs += expand(
+        "results/figures/{pair}/{network}_{summary}.{ext}",
+        pair=pair,
+        network=grid["networks"],
+        summary=["metrics", "roc", "scores"],
+        ext=["png", "pdf"],
+    )
     if first_seed_models(pair, TSNE_METHODS):
         outputs += expand("results/figures/{pair}/tsne.{ext}", pair=pair, ext=["png", "pdf"])
     if first_seed_models(pair, GRADCAM_METHODS[pair]):
         outputs += expand("results/figures/{pair}/gradcam.{ext}", pair=pair, ext=["png", "pdf"])
-    outputs += ["results/figures/{pair}/training/{network}_{method}_seed{seed}.png".format(**r)
-                for r in runs(pair=pair)]
+    outputs += [
+        "results/figures/{pair}/training/{network}_{method}_seed{seed}.png".format(**r) for r in runs(pair=pair)
+    ]
     return outputs
 
 
@@ -198,4 +224,4 @@ def all_outputs():
     # to date (snakemake/snakemake#1978); named here, it is remade.
     outputs += [path.format(**run) for run in runs() for path in (*rules.train.output, *rules.evaluate.output)]
     outputs += sorted({tl_init_checkpoint(SimpleNamespace(**run)) for run in runs(methods=["tl_mmd"])})
-    return outputs + predict_outputs() + ["results/environment.json"]
+    return outputs + predict_outputs() + REALISM_OUTPUTS + ["results/environment.json"]

@@ -1,6 +1,7 @@
-# Data: a raw set per pair and domain (from the synthetic universe, real cutouts or the authors'
-# published arrays), then the prepared, split HDF5 file that training reads. The download rules
-# (data.pairs.sim2real.source: remote, data.pairs.<pair>.source: published) are in fetch.smk.
+# Data: a raw set per pair and domain (from the synthetic universe, real cutouts, the authors' published
+# arrays or the Illustris API), then the prepared, split HDF5 file that training reads. The download rules
+# (data.pairs.sim2real.source: remote, data.pairs.<pair>.source: published) are in fetch.smk, those of
+# data.pairs.<pair>.source: illustris in illustris.smk.
 
 # Each pair's data source (None for a pair without data.pairs.<pair>: nothing of it is made).
 SIM2SIM_SOURCE = config["data"]["pairs"].get("sim2sim", {}).get("source")
@@ -15,43 +16,44 @@ if SIM2SIM_SOURCE == "synthetic":
         output:
             source="results/data/sim2sim/raw/source.h5",
             target="results/data/sim2sim/raw/target.h5",
-        params:
-            synthetic=lambda w: config["data"]["pairs"]["sim2sim"]["synthetic"],
-            seed=config["data"]["seed"],
         log:
             "logs/synthesize/sim2sim.log",
         benchmark:
             "benchmarks/synthesize/sim2sim.tsv"
+        conda:
+            ENV
         threads: config["resources"]["synthesize_threads"]
         resources:
             mem_mb=4000,
             runtime=60,
-        conda:
-            ENV
+        params:
+            synthetic=lambda w: config["data"]["pairs"]["sim2sim"]["synthetic"],
+            seed=config["data"]["seed"],
         script:
             "../scripts/synthesize_sim2sim.py"
 
 
-if SIM2REAL_SOURCE in ("synthetic", "local", "remote"):  # the source is synthetic; the target may be real
+# The source is synthetic and the target may be real; or (illustris) the target is synthetic.
+if SIM2REAL_SOURCE in ("synthetic", "local", "remote", "illustris"):
 
     rule synthesize_sim2real:
         output:
             "results/data/sim2real/raw/{domain}.h5",
-        wildcard_constraints:
-            domain="source|target" if SIM2REAL_SOURCE == "synthetic" else "source",
-        params:
-            synthetic=lambda w: config["data"]["pairs"]["sim2real"]["synthetic"],
-            seed=config["data"]["seed"],
         log:
             "logs/synthesize/sim2real_{domain}.log",
         benchmark:
             "benchmarks/synthesize/sim2real_{domain}.tsv"
+        wildcard_constraints:
+            domain={"synthetic": "source|target", "illustris": "target"}.get(SIM2REAL_SOURCE, "source"),
+        conda:
+            ENV
         threads: config["resources"]["synthesize_threads"]
         resources:
             mem_mb=4000,
             runtime=60,
-        conda:
-            ENV
+        params:
+            synthetic=lambda w: config["data"]["pairs"]["sim2real"]["synthetic"],
+            seed=config["data"]["seed"],
         script:
             "../scripts/synthesize_sim2real.py"
 
@@ -65,6 +67,15 @@ if SIM2REAL_SOURCE in ("local", "remote"):
             f"{SDSS_FETCH_DIR}/fetched.json" if SIM2REAL_SOURCE == "remote" else [],
         output:
             "results/data/sim2real/raw/target.h5",
+        log:
+            "logs/import/sdss_cutouts.log",
+        benchmark:
+            "benchmarks/import/sdss_cutouts.tsv"
+        conda:
+            ENV
+        resources:
+            mem_mb=4000,
+            runtime=30,
         params:
             cutout_dir=(
                 (lambda w, input: str(Path(input[0]).parent))
@@ -73,15 +84,6 @@ if SIM2REAL_SOURCE in ("local", "remote"):
             ),
             max_nonmergers=None if SIM2REAL_SOURCE == "remote" else config["data"]["sdss"]["max_nonmergers"],
             seed=config["data"]["seed"],
-        log:
-            "logs/import/sdss_cutouts.log",
-        benchmark:
-            "benchmarks/import/sdss_cutouts.tsv"
-        resources:
-            mem_mb=4000,
-            runtime=30,
-        conda:
-            ENV
         script:
             "../scripts/import_cutouts.py"
 
@@ -91,20 +93,20 @@ rule prepare:
         "results/data/{pair}/raw/{domain}.h5",
     output:
         "results/data/{pair}/{domain}.h5",
+    log:
+        "logs/prepare/{pair}_{domain}.log",
+    benchmark:
+        "benchmarks/prepare/{pair}_{domain}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         filters=lambda w: config["data"]["pairs"][w.pair]["filters"],
         image_size=config["data"]["image_size"],
         fractions=config["data"]["split_fractions"],
         n_per_class=lambda w: config["data"]["pairs"][w.pair]["n_per_class"],
         seed=config["data"]["seed"],
-    log:
-        "logs/prepare/{pair}_{domain}.log",
-    benchmark:
-        "benchmarks/prepare/{pair}_{domain}.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../scripts/prepare.py"

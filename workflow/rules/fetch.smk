@@ -12,7 +12,7 @@
 #   doi:10.5281/zenodo.4507941; DeepMerge I, MAST HLSP "deepmerge"), files listed with their URLs and
 #   SHA-256 in data.published.files, downloaded and verified (fetch_published_images) and converted
 #   (import_published_images) into results/data/{pair}/raw/{domain}.h5.
-# The Illustris API is not used (config/README.md: "Illustris API").
+# data.pairs.<pair>.source: illustris -- the Illustris web API -- is in illustris.smk.
 import re
 
 REMOTE = config["data"]["remote"]
@@ -31,18 +31,18 @@ if SIM2REAL_SOURCE == "remote":
         output:
             darg=DARG_FILE,
             gz1=GZ1_FILE,
+        log:
+            "logs/fetch/catalogues.log",
+        conda:
+            ENV
+        resources:
+            runtime=30,
         params:
             darg_url=REMOTE_CATALOGUES["darg_url"],
             darg_sha256=REMOTE_CATALOGUES["darg_sha256"],
             gz1_url=REMOTE_CATALOGUES["gz1_url"],
             gz1_sha256=REMOTE_CATALOGUES["gz1_sha256"],
             allow_redirect_hosts=REMOTE_CATALOGUES["allow_redirect_hosts"],
-        log:
-            "logs/fetch/catalogues.log",
-        resources:
-            runtime=30,
-        conda:
-            ENV
         script:
             "../scripts/fetch_catalogues.py"
 
@@ -52,16 +52,16 @@ if SIM2REAL_SOURCE == "remote":
             gz1=GZ1_FILE,
         output:
             f"{SDSS_FETCH_DIR}/selection.csv",
+        log:
+            "logs/fetch/select_sdss_objects.log",
+        conda:
+            ENV
         params:
             # n_nonmergers when given, else build_selection's default (the paper's)
             options=given(REMOTE, "n_nonmergers"),
             seed=config["data"]["seed"],
             darg_columns=REMOTE_CATALOGUES["darg_columns"],
             gz1_columns=REMOTE_CATALOGUES["gz1_columns"],
-        log:
-            "logs/fetch/select_sdss_objects.log",
-        conda:
-            ENV
         script:
             "../scripts/select_sdss_objects.py"
 
@@ -71,16 +71,16 @@ if SIM2REAL_SOURCE == "remote":
             catalogues=[DARG_FILE, GZ1_FILE],
         output:
             f"{SDSS_FETCH_DIR}/fetched.json",
+        log:
+            "logs/fetch/sdss_cutouts.log",
+        conda:
+            ENV
+        resources:
+            runtime=240,
         params:
             out_dir=lambda w, output: str(Path(output[0]).parent),
             # the data.remote.sdss options given; fetch_cutouts' defaults apply to the others
             options=REMOTE["sdss"],
-        log:
-            "logs/fetch/sdss_cutouts.log",
-        resources:
-            runtime=240,
-        conda:
-            ENV
         script:
             "../scripts/fetch_sdss_cutouts.py"
 
@@ -90,17 +90,17 @@ if PUBLISHED_FILES:
     rule fetch_published_images:
         output:
             "results/data/published/{name}",
+        log:
+            "logs/fetch/published_{name}.log",
         wildcard_constraints:
             name="|".join(map(re.escape, PUBLISHED_FILES)),
+        conda:
+            ENV
+        resources:
+            runtime=120,
         params:
             url=lambda w: PUBLISHED_FILES[w.name]["url"],
             sha256=lambda w: PUBLISHED_FILES[w.name]["sha256"],
-        log:
-            "logs/fetch/published_{name}.log",
-        resources:
-            runtime=120,
-        conda:
-            ENV
         script:
             "../scripts/fetch_published_images.py"
 
@@ -118,22 +118,22 @@ if PUBLISHED_PAIRS:
             ),
         output:
             "results/data/{pair}/raw/{domain}.h5",
+        log:
+            "logs/import/published_{pair}_{domain}.log",
+        benchmark:
+            "benchmarks/import/published_{pair}_{domain}.tsv"
         wildcard_constraints:
             pair="|".join(PUBLISHED_PAIRS),
+        conda:
+            ENV
+        resources:
+            mem_mb=8000,
+            runtime=30,
         params:
             filters=lambda w: PUBLISHED["sets"][w.pair][w.domain].get(
                 "filters", config["data"]["pairs"][w.pair]["filters"]
             ),
             # pixel_scale, units and layout when given, else import_published's defaults
             options=lambda w: given(PUBLISHED["sets"][w.pair][w.domain], "pixel_scale", "units", "layout"),
-        log:
-            "logs/import/published_{pair}_{domain}.log",
-        benchmark:
-            "benchmarks/import/published_{pair}_{domain}.tsv"
-        resources:
-            mem_mb=8000,
-            runtime=30,
-        conda:
-            ENV
         script:
             "../scripts/import_published_images.py"

@@ -14,7 +14,8 @@ distinct galaxy of ``nonmergers.csv``; ``"selection"`` -- the rows of ``catalogu
 Every file is checked by :func:`deepmerge_da.data.jpeg.check_jpeg` (the same function the downloader
 uses): empty, not-a-JPEG, truncated, corrupt, wrong-size and blank files are rejected and
 reported as ``(relative path, reason)`` in ``rejected`` and with a logging warning; a missing
-file is rejected as ``"missing file"``.
+file is rejected as ``"missing file"``.  Image files that no catalogue row names (of the whole raw catalogues,
+or of ``catalogue.csv``) are never read: they are listed in ``unlisted`` and counted in a warning.
 
 Images are decoded by Pillow as RGB, where R, G, B are the SDSS i, r, g bands, and resized from
 128 x 128 to ``size`` x ``size`` with Pillow's ``Image.resize`` and the Lanczos filter (by
@@ -71,6 +72,7 @@ class LocalCutouts:
     filters: tuple[str, ...] = FILTERS
     pixel_scale: float = SDSS_PIXEL_SCALE
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)  # image files no catalogue row names, "mergers/<id>.jpeg"
     source: str = ""
     load_time_s: float = 0.0
 
@@ -120,7 +122,8 @@ def _candidates_raw(root: Path, stage: int, merger_ids, nonmerger_ids, rejected)
             rejected.append((f"{sub}/{oid}.jpeg", f"catalogue: {reason}"))
     for note in m.notes + nm.notes:
         log.info("%s: %s", root, note)
-    return m.table, nm.table
+    listed = {"mergers": set(darg["id"].astype(int).astype(str)), "nonmergers": set(gz1["ID"].astype(str))}
+    return m.table, nm.table, listed
 
 
 def _candidates_selection(root: Path, merger_ids, nonmerger_ids):
@@ -135,7 +138,8 @@ def _candidates_selection(root: Path, merger_ids, nonmerger_ids):
         nt = nt.loc[nt["object_id"].isin({str(i) for i in nonmerger_ids})]
     key = catalogues.galaxy_key(nt["ra"].to_numpy(float), nt["dec"].to_numpy(float))
     nt = nt.loc[~pd.Series(key, index=nt.index).duplicated()]
-    return mt.reset_index(drop=True), nt.reset_index(drop=True)
+    listed = {sub: set(table.loc[table["subdir"] == sub, "object_id"].astype(str)) for sub in ("mergers", "nonmergers")}
+    return mt.reset_index(drop=True), nt.reset_index(drop=True), listed
 
 
 def load_cutout_dir(path: str | os.PathLike, size: int = 75, merger_ids=None, nonmerger_ids=None,
@@ -160,12 +164,17 @@ def load_cutout_dir(path: str | os.PathLike, size: int = 75, merger_ids=None, no
     use_selection = catalogue == "selection" or (catalogue == "auto" and (root / "catalogue.csv").is_file())
     rejected: list[tuple[str, str]] = []
     if use_selection:
-        mt, nt = _candidates_selection(root, merger_ids, nonmerger_ids)
+        mt, nt, listed = _candidates_selection(root, merger_ids, nonmerger_ids)
     else:
-        mt, nt = _candidates_raw(root, stage, merger_ids, nonmerger_ids, rejected)
+        mt, nt, listed = _candidates_raw(root, stage, merger_ids, nonmerger_ids, rejected)
     for sub in ("mergers", "nonmergers"):
         if not (root / sub).is_dir():
             raise FileNotFoundError(f"cutout directory {root} has no {sub}/ subdirectory")
+    unlisted = sorted(f"{sub}/{p.name}" for sub in ("mergers", "nonmergers") for p in (root / sub).glob("*.jpeg")
+                      if p.stem not in listed[sub])
+    if unlisted:
+        log.warning("%s: %d image files have no catalogue row and are not read: %s%s", root, len(unlisted),
+                    ", ".join(unlisted[:10]), ", ..." if len(unlisted) > 10 else "")
 
     filt = _RESAMPLE[resample]
     n_workers = workers or min(8, (os.cpu_count() or 1) + 1)
@@ -227,4 +236,4 @@ def load_cutout_dir(path: str | os.PathLike, size: int = 75, merger_ids=None, no
     dt = time.perf_counter() - t0
     log.info("loaded %d mergers and %d non-mergers from %s in %.1f s (%d rejected)",
              len(m_arrays), len(n_arrays), root, dt, len(rejected))
-    return LocalCutouts(images, labels, object_id, ra, dec, FILTERS, scale, rejected, str(root), dt)
+    return LocalCutouts(images, labels, object_id, ra, dec, FILTERS, scale, rejected, unlisted, str(root), dt)

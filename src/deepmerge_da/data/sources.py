@@ -7,12 +7,20 @@ simulated SDSS-like mocks and the observed-like JPEG target are different object
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 
-from deepmerge_da.io.hdf5 import ImageSet, write_image_set
 from deepmerge_da.data.sdss_cutouts import NATIVE_SIZE, load_cutout_dir
-from deepmerge_da.data.synthetic import (Sim2RealParams, Sim2SimParams, SyntheticSet, observe_sim2sim, render_sim2real_source,
-                        render_sim2real_target, render_sim2sim)
+from deepmerge_da.data.synthetic import (
+    Sim2RealParams,
+    Sim2SimParams,
+    SyntheticSet,
+    observe_sim2sim,
+    render_sim2real_source,
+    render_sim2real_target,
+    render_sim2sim,
+)
+from deepmerge_da.io.hdf5 import ImageSet, write_image_set
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +59,13 @@ def synthesize_sim2real(domain: str, params: dict, *, seed: int, threads: int = 
     p = Sim2RealParams.from_dict(params)
     if domain == "source":
         mocks = render_sim2real_source(p, seed=seed, threads=threads, progress=progress)
-        data = _image_set(mocks, mocks.images, "synthetic sim2real source: z~0 SDSS-like mocks (g, r, i) with "
-                          "dust, PSF and Gaussian sky noise", p.to_dict(), seed, "nJy/pixel")
+        if p.source_rendering == "skyserver":
+            data = _image_set(mocks, mocks.images, "synthetic sim2real source: z~0 galaxies rendered as SkyServer "
+                              "cutouts (seeing, SDSS depth, field stars, asinh RGB, JPEG; g, r, i)", p.to_dict(),
+                              seed, "8-bit JPEG counts")
+        else:
+            data = _image_set(mocks, mocks.images, "synthetic sim2real source: z~0 SDSS-like mocks (g, r, i) with "
+                              "dust, PSF and Gaussian sky noise", p.to_dict(), seed, "nJy/pixel")
     elif domain == "target":
         # Another seed: real galaxies are not the simulated ones.
         observed = render_sim2real_target(p, seed=seed + 1, threads=threads, progress=progress)

@@ -1,4 +1,4 @@
-"""Cosmology of the synthetic universe: Illustris-1 angular scales and distance moduli (astropy)."""
+"""Cosmology of the synthetic universe: Illustris-1 angular scales, distance moduli and cosmic times (astropy)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def kpc_per_arcsec(z):
     import astropy.units as u
 
     val = _cosmology().kpc_proper_per_arcmin(z).to(u.kpc / u.arcsec).value
+    return float(val) if np.ndim(val) == 0 else val
+
+
+def age_gyr(z):
+    """Cosmic time (Gyr since the Big Bang) at redshift ``z`` in the Illustris-1 cosmology (astropy)."""
+    val = _cosmology().age(z).value
     return float(val) if np.ndim(val) == 0 else val
 
 

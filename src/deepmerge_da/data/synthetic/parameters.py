@@ -97,14 +97,14 @@ class _ParamsMixin:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             is_range = f.name.endswith(("_range", "_kpc", "_sigma", "_fraction_range"))
-            if is_range and isinstance(v, tuple) and len(v) == 2:
-                if all(isinstance(x, (int, float)) for x in v) and v[0] > v[1]:
-                    raise ParameterError(f.name, f"{f.name}: lower bound {v[0]} > upper bound {v[1]}")
+            if (is_range and isinstance(v, tuple) and len(v) == 2
+                    and all(isinstance(x, (int, float)) for x in v) and v[0] > v[1]):
+                raise ParameterError(f.name, f"{f.name}: lower bound {v[0]} > upper bound {v[1]}")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if (f.name.endswith("_fraction") or f.name.endswith("_prob")) and isinstance(v, (int, float)):
-                if not 0.0 <= v <= 1.0:
-                    raise ParameterError(f.name, f"{f.name} must lie in [0, 1], got {v}")
+            if ((f.name.endswith("_fraction") or f.name.endswith("_prob")) and isinstance(v, (int, float))
+                    and not 0.0 <= v <= 1.0):
+                raise ParameterError(f.name, f"{f.name} must lie in [0, 1], got {v}")
 
 
 @dataclass(frozen=True)
@@ -280,12 +280,45 @@ class Sim2RealParams(_ParamsMixin):
                                                "Source remnants with a second core: the simulated post-mergers show a "
                                                "greater variety than SDSS ones (paper Sec. 4.2.2).")
     source_double_nucleus_offset_kpc: tuple = _p((0.7, 3.0), "kpc", "Offset of that second core.")
+    source_double_nucleus_flux_fraction: tuple = _p((0.1, 0.35), "fraction of system flux",
+                                                    "Light in that second core (uniform).")
     source_tidal_peak_sigma: tuple = _p((1.0, 3.0), "source noise sigma",
                                         "Peak of tidal features (pristine) in units of the object's noise sigma in "
                                         "the most significant band: visible but faint.")
     source_neighbour_prob: float = _p(0.1, "probability",
                                       "Neighbours in the simulated stamps (the mocks image one subhalo's "
                                       "surroundings).")
+    # ---------------- source rendered as SkyServer renders real cutouts (source_rendering: skyserver) ----------
+    source_rendering: str = _p("mock", "",
+                               "How the source is observed: 'mock' (the paper's: floats in nJy at "
+                               "source_pixel_scale_kpc, 1 kpc PSF, noise for the S/N) or 'skyserver' (as the real "
+                               "cutouts: a source_cutout_pixels stamp at target_pixel_scale for a redshift drawn from "
+                               "source_redshift_range, seeing, SDSS depth and field stars as the target, Lupton asinh "
+                               "8-bit RGB, JPEG (jpeg_quality), Lanczos-resized to image_size; 8-bit counts in "
+                               "(g, r, i) order). The galaxies are drawn alike in both; the source_* knobs below "
+                               "apply to 'skyserver' only.")
+    source_redshift_range: tuple = _p((0.02, 0.09), "",
+                                      "Redshift (uniform) at which a galaxy is observed, setting its angular size "
+                                      "(Illustris-1 cosmology); Darg et al. / Galaxy Zoo: 0.005 < z < 0.1.")
+    source_cutout_pixels: int = _p(128, "pixels",
+                                   "Side of the SkyServer cutout at target_pixel_scale (128 px = 50.7\") before the "
+                                   "Lanczos resize to image_size, as the real cutouts are read.")
+    source_seeing_fwhm_arcsec: tuple = _p((1.5, 1.4, 1.3), "arcsec (g, r, i)",
+                                          "Median Gaussian seeing FWHM (SDSS median ~1.4\" in r, worse in bluer "
+                                          "bands).")
+    source_seeing_scatter_dex: float = _p(0.08, "dex",
+                                          "Log-normal scatter of the seeing, one factor for all bands (SDSS seeing "
+                                          "spans ~1.0-2.0\").")
+    source_depth_mag: tuple = _p((22.2, 22.2, 21.3), "AB mag (g, r, i), 5 sigma point source",
+                                 "SDSS depth that sets the per-pixel sky noise (as target_depth_mag).")
+    source_star_mean: float = _p(1.75, "stars per cutout",
+                                 "Poisson mean of field stars (target_star_mean's density over the 50.7\" "
+                                 "cutout); magnitudes as target_star_mag_range.")
+    source_lupton_stretch: float = _p(0.5, "nanomaggies", "Linear range of the asinh stretch (as lupton_stretch).")
+    source_lupton_q: float = _p(10.0, "", "Asinh softening parameter Q (as lupton_q).")
+    source_lupton_band_scales: tuple = _p((1.0, 1.5, 2.5), "",
+                                          "Multipliers of the (i, r, g) nanomaggy images before the stretch (as "
+                                          "lupton_band_scales).")
     # ---------------- shared galaxy-population knobs ----------------
     bulge_sersic_n: tuple = _p((2.0, 3.0, 4.0), "", "Bulge/spheroid Sersic indices (quantised).")
     bulge_re_fraction_range: tuple = _p((0.15, 0.5), "Re", "Bulge half-light radius relative to the disc.")
@@ -363,7 +396,14 @@ class Sim2RealParams(_ParamsMixin):
                 raise ParameterError(name, f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size < 16:
             raise ParameterError("image_size", f"image_size must be >= 16, got {self.image_size}")
+        if self.source_cutout_pixels < 16:
+            raise ParameterError("source_cutout_pixels", f"source_cutout_pixels must be >= 16, got "
+                                                         f"{self.source_cutout_pixels}")
+        if self.source_rendering not in ("mock", "skyserver"):
+            raise ParameterError("source_rendering", f"source_rendering must be 'mock' or 'skyserver', got "
+                                                     f"{self.source_rendering!r}")
         for name in ("source_filters", "target_filters", "target_psf_fwhm_arcsec", "target_depth_mag",
+                     "source_seeing_fwhm_arcsec", "source_depth_mag", "source_lupton_band_scales",
                      "colour_bulge_gri", "colour_disc_gri", "colour_arm_gri", "colour_tidal_gri", "dust_band_ratio_gri",
                      "lupton_band_scales"):
             if len(getattr(self, name)) != 3:

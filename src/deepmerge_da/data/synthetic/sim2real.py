@@ -1,23 +1,41 @@
 """Recipes of sim2real objects: the source (z ~ 0 Illustris/SDSS-like mocks in (g, r, i) with dust, PSF and
-noise, floats) and the target (different objects observed like SDSS, Lupton asinh RGB, JPEG-compressed,
-uint8)."""
+noise, floats; or, with ``source_rendering: skyserver``, the same kind of galaxies observed as the target is) and
+the target (different objects observed like SDSS, Lupton asinh RGB, JPEG-compressed, uint8)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+from PIL import Image
 
 from deepmerge_da.data import observe
 from deepmerge_da.data.observe import NJY_PER_NANOMAGGY, mag_to_njy
 from deepmerge_da.data.synthetic.cosmology import _interp_cosmo
-from deepmerge_da.data.synthetic.morphology import (_MORPHS, _Style, _galaxy, _loguniform, _neighbours, _plume,
-                                                    _quant_n, _sed, _shells, _tail)
+from deepmerge_da.data.synthetic.morphology import (
+    _MORPHS,
+    _galaxy,
+    _loguniform,
+    _neighbours,
+    _plume,
+    _quant_n,
+    _sed,
+    _shells,
+    _Style,
+    _tail,
+)
 from deepmerge_da.data.synthetic.parameters import Sim2RealParams
-from deepmerge_da.data.synthetic.random_streams import (_STREAM_SIM2REAL_SOURCE, _STREAM_SIM2REAL_TARGET,
-                                                        _object_rngs)
-from deepmerge_da.data.synthetic.rendering import (_Blobs, _concat_blobs, _normalised_template, _peak_amplitude,
-                                                   _render, _Sersic, render_gaussian_blobs, render_sersic_template)
+from deepmerge_da.data.synthetic.random_streams import _STREAM_SIM2REAL_SOURCE, _STREAM_SIM2REAL_TARGET, _object_rngs
+from deepmerge_da.data.synthetic.rendering import (
+    _Blobs,
+    _concat_blobs,
+    _normalised_template,
+    _peak_amplitude,
+    _render,
+    _Sersic,
+    render_gaussian_blobs,
+    render_sersic_template,
+)
 
 
 def _sim2real_style(P: Sim2RealParams, order: tuple[int, int, int], kpx: float) -> _Style:
@@ -88,6 +106,9 @@ _SIM2REAL_SOURCE_CATALOG = {
     "sigma_njy": (np.float32, np.nan),  # (N, 3)
     "tidal_peak_sigma": (np.float32, np.nan),
     "n_neighbours": (np.int8, 0),
+    "redshift": (np.float32, np.nan),  # source_rendering: skyserver only
+    "seeing_fwhm_arcsec": (np.float32, np.nan),  # r band; skyserver only
+    "n_stars": (np.int8, 0),
 }
 
 _GRI_SOURCE_ORDER = (0, 1, 2)  # (g, r, i)
@@ -95,10 +116,18 @@ _GRI_TARGET_ORDER = (2, 1, 0)  # (i, r, g)
 
 
 def _sim2real_source_object(P: Sim2RealParams, seed: int, index: int, label: int):
-    r_main, r_tidal, r_nb, r_noise, _ = _object_rngs(seed, _STREAM_SIM2REAL_SOURCE, index)
-    N = P.image_size
-    kpx = P.source_pixel_scale_kpc
-    order = _GRI_SOURCE_ORDER
+    r_main, r_tidal, r_nb, r_noise, r_view = _object_rngs(seed, _STREAM_SIM2REAL_SOURCE, index)
+    skyserver = P.source_rendering == "skyserver"
+    if skyserver:  # the galaxies are drawn as for the mocks (r_main), the view from r_view
+        z = r_view.uniform(*P.source_redshift_range)
+        N = P.source_cutout_pixels
+        kpx = P.target_pixel_scale * _interp_cosmo(z, (min(P.source_redshift_range[0], 0.005),
+                                                        max(P.source_redshift_range[1], 0.2)))[0]
+        order = _GRI_TARGET_ORDER  # rendered as the target (i, r, g), returned in the source order (g, r, i)
+    else:
+        N = P.image_size
+        kpx = P.source_pixel_scale_kpc
+        order = _GRI_SOURCE_ORDER
     style = _sim2real_style(P, order, kpx)
     c0 = (N - 1) / 2.0
     cx, cy = c0 + r_main.normal(0, 1.0), c0 + r_main.normal(0, 1.0)
@@ -114,7 +143,7 @@ def _sim2real_source_object(P: Sim2RealParams, seed: int, index: int, label: int
         off_r = r_main.uniform(*P.remnant_offset_re) * re
         off_a = r_main.uniform(0, 2 * math.pi)
         dn = r_main.random() < P.source_double_nucleus_fraction
-        fdn = r_main.uniform(0.1, 0.35)
+        fdn = r_main.uniform(*P.source_double_nucleus_flux_fraction)
         dno = r_main.uniform(*P.source_double_nucleus_offset_kpc) / kpx
         dna = r_main.uniform(0, 2 * math.pi)
         dn_hlr = r_main.uniform(0.3, 0.8) / kpx
@@ -135,6 +164,9 @@ def _sim2real_source_object(P: Sim2RealParams, seed: int, index: int, label: int
     info["tau_v"] = tau_v
     nb, nnb = _neighbours(r_nb, style, N, fsys, (1.0, 4.0), (0.5 / kpx, 2.0 / kpx), P.source_neighbour_prob, (c0, c0))
     info["n_neighbours"] = nnb
+    if skyserver:
+        info["redshift"] = z
+        return _skyserver_source(P, img, nb, tails, level, style, r_view, r_noise, info)
     fwhm_pix = P.source_psf_fwhm_kpc / kpx
     body = observe.convolve_psf(img, fwhm_pix, 1.0).astype(np.float64)
     # S/N: mean per-pixel signal of the galaxy body within snr_aperture_re * Re, over sigma
@@ -153,6 +185,33 @@ def _sim2real_source_object(P: Sim2RealParams, seed: int, index: int, label: int
     out = observe.add_sky_noise(body, sigma, r_noise)
     info.update(snr=snr, sigma_njy=sigma)
     return out.astype(np.float32), info
+
+
+def _skyserver_source(P: Sim2RealParams, img, nb, tails, level, style, r_view, r_noise, info):
+    """A source object (i, r, g nJy/pixel before the PSF, its neighbours and tails) observed as SkyServer cutouts
+    are: seeing, field stars and sky noise as the target (:func:`_observe_sdss`), Lupton asinh 8-bit RGB and JPEG,
+    a Lanczos resize to image_size; returned as float32 8-bit counts in (g, r, i) order."""
+    N = img.shape[-1]
+    seeing = np.asarray(P.source_seeing_fwhm_arcsec[::-1]) * 10 ** (P.source_seeing_scatter_dex
+                                                                  * r_view.standard_normal())
+    sigma = np.asarray(observe.point_source_depth_sigma(P.source_depth_mag[::-1], seeing, P.target_pixel_scale))
+    img = img + _render(nb, N)
+    if tails:
+        sed_t = _sed(style, "tidal", np.zeros(3))
+        amp = _peak_amplitude(level, sed_t, sigma)
+        img += (amp * sed_t)[:, None, None] * _normalised_template(_concat_blobs(tails), N)[None]
+        info["tidal_peak_sigma"] = level
+    obs, info["n_stars"] = _observe_sdss(img, seeing, P.target_pixel_scale, sigma, P.source_star_mean,
+                                         P.target_star_mag_range, r_view, r_noise)
+    rgb = observe.lupton_rgb_jpeg(obs / NJY_PER_NANOMAGGY, stretch=P.source_lupton_stretch, Q=P.source_lupton_q,
+                                  minimum=P.lupton_minimum, quality=P.jpeg_quality,
+                                  band_scales=P.source_lupton_band_scales)
+    size = P.image_size
+    if size != N:
+        rgb = np.asarray(Image.fromarray(rgb.transpose(1, 2, 0)).resize((size, size), Image.Resampling.LANCZOS))
+        rgb = rgb.transpose(2, 0, 1)
+    info.update(seeing_fwhm_arcsec=seeing[1], sigma_njy=sigma[::-1])
+    return rgb[::-1].astype(np.float32), info
 
 
 _SIM2REAL_TARGET_CATALOG = {
@@ -238,21 +297,27 @@ def _sim2real_target_float(P: Sim2RealParams, seed: int, index: int, label: int)
         img += (amp * sed_t)[:, None, None] * _normalised_template(_concat_blobs(tails), N)[None]
         info["tidal_peak_sigma"] = level
     info["n_neighbours"] = nnb
-    obs = observe.convolve_psf(img, P.target_psf_fwhm_arcsec, ps).astype(np.float64)
+    out, info["n_stars"] = _observe_sdss(img, P.target_psf_fwhm_arcsec, ps, sigma, P.target_star_mean,
+                                         P.target_star_mag_range, r_star, r_noise)
+    return out, info
+
+
+def _observe_sdss(img, psf_fwhm_arcsec, ps, sigma, star_mean, star_mag_range, r_star, r_noise):
+    """(i, r, g) nJy/pixel before the PSF -> (observed image with field stars and sky noise, number of stars)."""
+    N = img.shape[-1]
+    obs = observe.convolve_psf(img, psf_fwhm_arcsec, ps).astype(np.float64)
     # field stars, drawn directly as pixel-integrated Gaussian PSFs (sub-pixel positions)
-    nst = int(r_star.poisson(P.target_star_mean))
+    nst = int(r_star.poisson(star_mean))
     for _ in range(nst):
         sx, sy = r_star.uniform(-0.5, N - 0.5, 2)
-        smag = _sample_star_mag(r_star, *P.target_star_mag_range)
+        smag = _sample_star_mag(r_star, *star_mag_range)
         gr = r_star.uniform(0.3, 1.4)
         ri = 0.1 + 0.45 * (gr - 0.3) + r_star.normal(0, 0.05)
         colours = {0: -ri, 1: 0.0, 2: gr}  # (i, r, g) relative to r
         for b in range(3):
-            sig_psf = P.target_psf_fwhm_arcsec[b] / ps / observe.FWHM_PER_SIGMA
+            sig_psf = psf_fwhm_arcsec[b] / ps / observe.FWHM_PER_SIGMA
             obs[b] += float(mag_to_njy(smag + colours[b])) * render_gaussian_blobs(sx, sy, sig_psf, 1.0, N)
-    info["n_stars"] = nst
-    out = observe.add_sky_noise(obs, sigma, r_noise)
-    return out, info
+    return observe.add_sky_noise(obs, sigma, r_noise), nst
 
 
 def _sim2real_target_object(P: Sim2RealParams, seed: int, index: int, label: int):

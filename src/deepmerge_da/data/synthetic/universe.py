@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -14,10 +14,19 @@ from deepmerge_da.data import observe
 from deepmerge_da.data.observe import AB_ZEROPOINT_NJY
 from deepmerge_da.data.synthetic.morphology import _MERGER_TYPES, _MORPHS
 from deepmerge_da.data.synthetic.parameters import Sim2RealParams, Sim2SimParams
-from deepmerge_da.data.synthetic.random_streams import (_STREAM_LABELS, _STREAM_SIM2REAL_SOURCE,
-                                                        _STREAM_SIM2REAL_TARGET, _STREAM_SIM2SIM, _STREAM_SIM2SIM_NOISE)
-from deepmerge_da.data.synthetic.sim2real import (_SIM2REAL_SOURCE_CATALOG, _SIM2REAL_TARGET_CATALOG,
-                                                  _sim2real_source_object, _sim2real_target_object)
+from deepmerge_da.data.synthetic.random_streams import (
+    _STREAM_LABELS,
+    _STREAM_SIM2REAL_SOURCE,
+    _STREAM_SIM2REAL_TARGET,
+    _STREAM_SIM2SIM,
+    _STREAM_SIM2SIM_NOISE,
+)
+from deepmerge_da.data.synthetic.sim2real import (
+    _SIM2REAL_SOURCE_CATALOG,
+    _SIM2REAL_TARGET_CATALOG,
+    _sim2real_source_object,
+    _sim2real_target_object,
+)
 from deepmerge_da.data.synthetic.sim2sim import _SIM2SIM_CATALOG, _sim2sim_object
 
 GENERATOR_VERSION = "1.0"
@@ -76,7 +85,7 @@ def _render_chunk(task):
     kind, params, seed, indices, labels = task
     fn = _OBJECT_FUNCS[kind]
     imgs, infos = [], []
-    for i, lab in zip(indices, labels):
+    for i, lab in zip(indices, labels, strict=True):
         im, info = fn(params, seed, int(i), int(lab))
         imgs.append(im)
         infos.append(info)
@@ -115,7 +124,7 @@ def _run(kind: str, params, seed: int, labels: np.ndarray, threads: int, progres
         if images is None:
             images = np.empty((n,) + ims.shape[1:], dtype=dtype)
         images[idx] = ims
-        for i, d in zip(idx, inf):
+        for i, d in zip(idx, inf, strict=True):
             infos[int(i)] = d
         bar.update(len(idx))
 
@@ -234,14 +243,24 @@ def render_sim2real_source(params: Sim2RealParams | dict | None = None, seed: in
         "psf_fwhm_arcsec": P.source_psf_fwhm_kpc / P.source_kpc_per_arcsec,
         "noise": "Gaussian, per object and band: sigma = mean body signal within snr_aperture_re*Re / S/N",
         "snr_median": P.source_snr,
+        "rendering": P.source_rendering,
         "labels": {"1": "post-merger", "0": "non-merger"},
         "seed": seed,
         "generator": f"deepmerge_da.data.synthetic {GENERATOR_VERSION}",
         "catalog_codes": {"merger_type": list(_MERGER_TYPES), "morphology": list(_MORPHS)},
         "params": P.to_dict(),
     }
+    pixel_scale = P.source_pixel_scale
+    if P.source_rendering == "skyserver":
+        pixel_scale = P.target_pixel_scale * P.source_cutout_pixels / P.image_size
+        meta.update(domain="source (simulated galaxies rendered as SkyServer cutouts)",
+                    units="8-bit JPEG counts of Lupton asinh RGB, (g, r, i) order", pixel_scale_arcsec=pixel_scale,
+                    redshift=list(P.source_redshift_range), psf_fwhm_arcsec=list(P.source_seeing_fwhm_arcsec),
+                    noise="Gaussian sky noise for the SDSS depth source_depth_mag")
+        for key in ("pixel_scale_kpc", "psf_fwhm_kpc", "snr_median"):
+            meta.pop(key)
     return SyntheticSet(images, labels, _object_ids("sim2real_source", seed, labels.size), tuple(P.source_filters),
-                        P.source_pixel_scale, meta, catalog)
+                        pixel_scale, meta, catalog)
 
 
 def render_sim2real_target(params: Sim2RealParams | dict | None = None, seed: int = 0, threads: int = 1,
