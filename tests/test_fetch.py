@@ -1,4 +1,5 @@
-"""fetch.py and http.py against a real HTTP server on 127.0.0.1 that injects faults (tests/http_fault_server.py)."""
+"""fetch.py, batch.py and http.py against a real HTTP server on 127.0.0.1 that injects faults
+(tests/http_fault_server.py)."""
 from __future__ import annotations
 
 import hashlib

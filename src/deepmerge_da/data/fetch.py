@@ -27,8 +27,8 @@
 * ``out_dir/manifest.csv`` (atomic temp + rename) records every object -- ``object_id, subdir,
   url, status (ok / failed / skipped_existing / pending), reason, attempts, bytes`` -- and is
   rewritten every ``manifest_every_s`` seconds, at the end, and on KeyboardInterrupt / SIGTERM
-  (``pending``: not finished when interrupted); ``out_dir/catalogue.csv`` holds the selection,
-  so the directory describes itself;
+  (``pending``: not finished when interrupted; the batch loop of :mod:`deepmerge_da.data.batch`);
+  ``out_dir/catalogue.csv`` holds the selection, so the directory describes itself;
 * when more than ``max_fail_fraction`` of the objects failed, :class:`BatchFetchError` is raised
   (after the manifest is written) naming the base URL, the count and fraction, and the manifest.
 
@@ -37,24 +37,23 @@
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import json
 import logging
 import os
 import random
-import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import requests
 
+from deepmerge_da.data.batch import excess_failures, run_batch
 from deepmerge_da.data.http import (
     FetchError,
     RateLimiter,
@@ -142,15 +141,8 @@ class FetchReport:
         return self._count("failed")
 
     @property
-    def failed_fraction(self) -> float:
-        return self.n_failed / self.n_total if self.n_total else 0.0
-
-    @property
     def failure_reasons(self) -> Counter:
         return Counter(r.reason for r in self.results if r.status == "failed")
-
-    def as_dataframe(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(r) for r in self.results], columns=MANIFEST_COLUMNS)
 
     def write_summary(self, path: str | os.PathLike, catalogue_files: Iterable[str | os.PathLike] = ()) -> Path:
         """Write the counts, failure reasons and the SHA-256 of each catalogue the objects came from as JSON."""
@@ -219,8 +211,7 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
             log.info("removed %d stale temporary files from %s", stale, out / sd)
     catalogue_path = out / "catalogue.csv"
     manifest_path = out / "manifest.csv"
-    for name in (catalogue_path.name, manifest_path.name):
-        remove_stale_parts(out, prefix=f".{name}.")
+    remove_stale_parts(out, prefix=f".{catalogue_path.name}.")
     _write_csv_atomic(df, catalogue_path)
 
     size = (int(width), int(height))
@@ -232,9 +223,6 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
         results.append(FetchResult(row.object_id, row.subdir, url, "pending" if ok_pos else "failed",
                                    "" if ok_pos else f"bad position ra={row.ra} dec={row.dec}"))
     report = FetchReport(base_url, out, manifest_path, catalogue_path, results)
-
-    def write_manifest() -> None:
-        _write_csv_atomic(report.as_dataframe(), manifest_path)
 
     stop = threading.Event()
     limiter = RateLimiter(rate_per_s)
@@ -298,77 +286,22 @@ def fetch_cutouts(selection, out_dir: str | os.PathLike, base_url: str = DEFAULT
         return res
 
     todo = [i for i, r in enumerate(results) if r.status == "pending"]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(results), initial=len(results) - len(todo), desc="cutouts", unit="img")
-
-    # SIGTERM only sets a flag that the main loop polls: an exception raised by the handler could land
-    # inside a manifest write and leave its temporary file behind
-    old_handler = None
-    installed = False
-    terminated = threading.Event()
-    if handle_sigterm and threading.current_thread() is threading.main_thread():
-        def on_term(signum, frame):  # noqa: ARG001
-            terminated.set()
-            stop.set()
-
-        try:
-            old_handler = signal.signal(signal.SIGTERM, on_term)
-            installed = True
-        except (ValueError, OSError):
-            installed = False
-
-    pool = cf.ThreadPoolExecutor(max_workers=max(1, int(concurrency)), thread_name_prefix="fetch")
-    futures: dict[cf.Future, int] = {}
-    interrupted: BaseException | None = None
     try:
-        futures = {pool.submit(work, i): i for i in todo}
-        pending = set(futures)
-        last_write = time.monotonic()
-        while pending and not terminated.is_set():
-            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                results[futures[fut]] = fut.result()
-                if bar is not None:
-                    bar.update(1)
-            if time.monotonic() - last_write >= manifest_every_s:
-                write_manifest()
-                last_write = time.monotonic()
-    except KeyboardInterrupt as exc:
-        interrupted = exc
+        run_batch(results, todo, work, manifest_path=manifest_path, columns=MANIFEST_COLUMNS, concurrency=concurrency,
+                  stop=stop, manifest_every_s=manifest_every_s,
+                  progress={"desc": "cutouts", "unit": "img"} if progress else None, thread_name_prefix="fetch",
+                  handle_sigterm=handle_sigterm,
+                  on_interrupt=lambda cause: log.warning("fetch interrupted (%s); writing the manifest", cause))
     finally:
-        # reached on success, interruption and unexpected errors alike: stop the workers (those in
-        # a request finish it, bounded by timeout_s), record what they finished, write the manifest
-        if interrupted is not None or terminated.is_set():
-            log.warning("fetch interrupted (%s); writing the manifest",
-                        "SIGTERM" if terminated.is_set() else "KeyboardInterrupt")
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        for fut, i in futures.items():
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                results[i] = fut.result()
         sessions.close()
-        if bar is not None:
-            bar.close()
-        report.elapsed_s = time.monotonic() - t0
-        write_manifest()
-        if installed:
-            signal.signal(signal.SIGTERM, old_handler)
-    if terminated.is_set():
-        raise SystemExit(128 + signal.SIGTERM)
-    if interrupted is not None:
-        raise interrupted
+    report.elapsed_s = time.monotonic() - t0
 
     log.info("fetched %d, kept %d existing, %d failed of %d cutouts from %s in %.1f s",
              report.n_ok, report.n_skipped, report.n_failed, report.n_total, base_url, report.elapsed_s)
-    if report.n_failed and report.failed_fraction > max_fail_fraction:
-        reasons = ", ".join(f"{k}: {v}" for k, v in report.failure_reasons.most_common(5))
-        raise BatchFetchError(
-            f"{report.n_failed} of {report.n_total} cutouts ({report.failed_fraction:.1%}) failed to "
-            f"download from {base_url}, more than the allowed {max_fail_fraction:.1%} ({reasons}); "
-            f"see the manifest {manifest_path}", report)
+    message = excess_failures(results, max_fail_fraction=max_fail_fraction, what="cutouts", source=base_url,
+                              manifest_path=manifest_path)
+    if message is not None:
+        raise BatchFetchError(message, report)
     return report
 
 

@@ -13,30 +13,29 @@ global rate limit (``rate_per_s``), retries with exponential backoff on timeouts
 429 (none on other 4xx), each body streamed to a temporary name beside its destination, checked by the caller's
 validation function, then renamed into place -- so a file under its final name is always complete and valid, and a
 rerun (after a failure or ``kill -9``) requests only what is missing or invalid.  :meth:`IllustrisApi.run_batch`
-fetches many objects, rewrites a manifest (``object_id, url, status, reason, attempts, bytes``; status ok /
-skipped_existing / failed / pending) every ``manifest_every_s`` seconds, at the end and on KeyboardInterrupt /
-SIGTERM, and raises :class:`IllustrisError` when more than ``max_fail_fraction`` of the objects failed.
+fetches many objects through the batch loop of :mod:`deepmerge_da.data.batch`, which rewrites a manifest
+(``object_id, url, status, reason, attempts, bytes``; status ok / skipped_existing / failed / pending) every
+``manifest_every_s`` seconds, at the end and on KeyboardInterrupt / SIGTERM, and raises :class:`IllustrisError`
+when more than ``max_fail_fraction`` of the objects failed.
 
 A missing key, a key the API refuses (HTTP 401/403) and an unreachable service (a connection error after every
 retry before the service answered anything) each stop the run with one line that says so (:class:`IllustrisError`).
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import os
 import random
-import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import requests
 
+from deepmerge_da.data.batch import Terminated, excess_failures, run_batch
 from deepmerge_da.data.http import (
     FetchError,
     RateLimiter,
@@ -45,10 +44,9 @@ from deepmerge_da.data.http import (
     allowed_origins,
     check_status,
     get_within_origins,
-    remove_stale_parts,
     with_retries,
 )
-from deepmerge_da.io.atomic import atomic_path, mkstemp_beside
+from deepmerge_da.io.atomic import mkstemp_beside
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +88,6 @@ class Fetched:
     @property
     def usable(self) -> bool:
         return self.status in ("ok", "skipped_existing")
-
-
-def write_manifest(results: Iterable[Fetched], path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame([asdict(r) for r in results], columns=MANIFEST_COLUMNS).to_csv(tmp, index=False)
 
 
 class IllustrisApi:
@@ -216,10 +209,10 @@ class IllustrisApi:
                   manifest_path: str | os.PathLike, what: str) -> list[Fetched]:
         """``work(object_id, item)`` for every item, ``concurrency`` at a time; returns their results in order.
 
-        The manifest is rewritten periodically and at the end, whatever happens; raises :class:`IllustrisError`
-        for a refused key, an unreachable service or more than ``max_fail_fraction`` failed objects."""
+        The manifest is rewritten periodically and at the end, whatever happens
+        (:func:`deepmerge_da.data.batch.run_batch`); raises :class:`IllustrisError` for a refused key, an
+        unreachable service or more than ``max_fail_fraction`` failed objects."""
         manifest_path = Path(manifest_path)
-        remove_stale_parts(manifest_path.parent, prefix=f".{manifest_path.name}.")
         results = [Fetched(oid, "", "pending") for oid, _ in items]
 
         def guarded(i: int) -> Fetched:
@@ -229,64 +222,25 @@ class IllustrisApi:
             except OSError as exc:  # this object only: raised, it would cancel every other one
                 return Fetched(oid, "", "failed", f"cannot store {what} of {oid}: {exc.strerror or exc}")
 
-        terminated = threading.Event()
-        old_handler, installed = None, False
-        if threading.current_thread() is threading.main_thread():
-            def on_term(signum, frame):  # noqa: ARG001 -- only a flag: the main loop writes the manifest
-                terminated.set()
-                self.stop.set()
-
-            try:
-                old_handler, installed = signal.signal(signal.SIGTERM, on_term), True
-            except (ValueError, OSError):
-                installed = False
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(items), desc=what, unit="obj", mininterval=2)
         t0 = time.monotonic()
-        pool = cf.ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="illustris")
-        futures: dict[cf.Future, int] = {}
         try:
-            futures = {pool.submit(guarded, i): i for i in range(len(items))}
-            pending, last_write = set(futures), time.monotonic()
-            while pending and not terminated.is_set():
-                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    results[futures[fut]] = fut.result()
-                    if bar is not None:
-                        bar.update(1)
-                if time.monotonic() - last_write >= self.manifest_every_s:
-                    write_manifest(results, manifest_path)
-                    last_write = time.monotonic()
-        finally:
-            # success, interruption and unexpected errors alike: stop the workers (those in a request finish it,
-            # bounded by timeout_s), keep what they finished, write the manifest
-            self.stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            for fut, i in futures.items():
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    results[i] = fut.result()
-            self.sessions.close()
-            if bar is not None:
-                bar.close()
-            write_manifest(results, manifest_path)
-            if installed:
-                signal.signal(signal.SIGTERM, old_handler)
-            self.stop.clear()
-        if terminated.is_set():
+            run_batch(results, range(len(items)), guarded, manifest_path=manifest_path, columns=MANIFEST_COLUMNS,
+                      concurrency=self.concurrency, stop=self.stop, manifest_every_s=self.manifest_every_s,
+                      progress={"desc": what, "unit": "obj", "mininterval": 2} if self.progress else None,
+                      thread_name_prefix="illustris")
+        except Terminated:
             log.warning("%s: interrupted by SIGTERM; the manifest %s says what is left", what, manifest_path)
-            raise SystemExit(128 + signal.SIGTERM)
+            raise
+        finally:
+            self.sessions.close()
+            self.stop.clear()
         self.raise_for_service()
         counts = Counter(r.status for r in results)
-        failed = [r for r in results if r.status == "failed"]
         log.info("%s: %d fetched, %d kept from an earlier run, %d failed of %d in %.1f s (manifest %s)", what,
-                 counts["ok"], counts["skipped_existing"], len(failed), len(results), time.monotonic() - t0,
+                 counts["ok"], counts["skipped_existing"], counts["failed"], len(results), time.monotonic() - t0,
                  manifest_path)
-        if failed and len(failed) / len(results) > self.max_fail_fraction:
-            reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r.reason for r in failed).most_common(5))
-            raise IllustrisError(f"{what}: {len(failed)} of {len(results)} objects ({len(failed) / len(results):.1%}) "
-                                 f"failed to download from {self.base_url}, more than the allowed "
-                                 f"{self.max_fail_fraction:.1%} ({reasons}); see the manifest {manifest_path}")
+        message = excess_failures(results, max_fail_fraction=self.max_fail_fraction, what="objects",
+                                  source=self.base_url, manifest_path=manifest_path)
+        if message is not None:
+            raise IllustrisError(f"{what}: {message}")
         return results
