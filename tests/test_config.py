@@ -101,7 +101,7 @@ def test_validation_fills_in_the_schema_defaults(config):
     assert training["tl_init"] == {"network": "deepmerge", "method": "mmd", "seed": 1}
     assert config["resources"] == {"train_threads": 3, "synthesize_threads": 2, "train_mem_mb": 4000,
                                    "train_runtime_min": 120, "train_gpus": 0}
-    assert config["data"]["sdss"] == {"cutout_dir": None, "max_nonmergers": None}
+    assert config["data"]["sdss"] == {"cutout_dir": None, "max_nonmergers": None, "realism_check": True}
     assert config["data"]["pairs"]["sim2sim"]["n_per_class"] is None
     # A default is copied, never shared between configs.
     other = yaml.safe_load((REPO / "config/config.yaml").read_text())

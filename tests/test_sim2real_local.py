@@ -19,7 +19,14 @@ def test_sim2real_on_real_cutouts(workflow_copy):
     cfg = yaml.safe_load((workflow_copy / "config/config.yaml").read_text())
     cfg["data"]["pairs"]["sim2real"] = {"source": "local", "filters": ["i", "r", "g"], "n_per_class": 60,
                                         "synthetic": {"source_n_objects": 60}}
+    # 40 non-mergers: too few for the realism check (at least 100 per set), which is refused at start-up.
     cfg["data"]["sdss"] = {"cutout_dir": str(SDSS), "max_nonmergers": 40}
+    (workflow_copy / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    refused = snakemake(workflow_copy, "-n")
+    assert refused.returncode != 0
+    assert "invalid config at 'data.sdss.max_nonmergers': 40 real non-mergers, but the realism check" in (
+        refused.stdout + refused.stderr)
+    cfg["data"]["sdss"]["realism_check"] = False
     cfg["experiments"] = {"sim2real": {"networks": ["deepmerge"], "methods": ["noda", "target_only"], "seeds": [1]}}
     cfg["training"].update(max_epochs=1, batch_size=32)
     (workflow_copy / "config/config.yaml").write_text(yaml.safe_dump(cfg))

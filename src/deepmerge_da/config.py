@@ -122,6 +122,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
                               "to read the real SDSS cutouts from (data.pairs.sim2real.source is 'local')")
     _check_download_sources(data)
     _check_freeze(config)
+    _check_realism_sample(data)
 
 
 def _check_image_size(config: dict) -> None:
@@ -174,6 +175,18 @@ def _check_download_sources(data: dict) -> None:
                 if spec[kind] not in names:
                     raise ConfigError(f"invalid config at '{key}.{kind}': {spec[kind]!r} is not the name of a "
                                       "file in data.published.files")
+
+
+def _check_realism_sample(data: dict) -> None:
+    """The realism check compares sets of at least MIN_OBJECTS: refuse, at start-up, a real sample known to be
+    smaller, rather than fail at the end of a run."""
+    from deepmerge_da.report.realism import MIN_OBJECTS
+
+    sdss = data["sdss"]
+    if sdss["realism_check"] and sdss["cutout_dir"] and (sdss["max_nonmergers"] or MIN_OBJECTS) < MIN_OBJECTS:
+        raise ConfigError(f"invalid config at 'data.sdss.max_nonmergers': {sdss['max_nonmergers']} real non-mergers, "
+                          f"but the realism check (data.sdss.realism_check) compares sets of at least {MIN_OBJECTS}: "
+                          "raise it, or set data.sdss.realism_check: false")
 
 
 def _check_freeze(config: dict) -> None:

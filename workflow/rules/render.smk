@@ -116,7 +116,9 @@ rule environment:
 # synthetic source of this run and a sample of the synthetic SDSS-like target. Only when real cutouts are given.
 REALISM_OUTPUTS = (
     expand("results/realism/{name}", name=["table.csv", "table.md", "histograms.csv", "montage.png"])
-    if config["data"]["sdss"]["cutout_dir"] and SIM2REAL_SOURCE in ("synthetic", "local", "remote")
+    if config["data"]["sdss"]["realism_check"]
+    and config["data"]["sdss"]["cutout_dir"]
+    and SIM2REAL_SOURCE in ("synthetic", "local", "remote")
     else []
 )
 
