@@ -9,10 +9,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles", ".test")
 TEST_CONFIG = ".test/config/config.yaml"
+# The local copy of real SDSS cutouts beside the checkout (shared/, not part of the project): tests that read it
+# are skipped where it is absent.
+REAL_SDSS = (REPO / ".." / "shared" / "data" / "sdss-galaxyzoo").resolve()
+needs_real_sdss = pytest.mark.skipif(not (REAL_SDSS / "darg_mergers.fits").is_file(),
+                                     reason=f"local SDSS cutout copy not found at {REAL_SDSS}")
 
 # Hyperparameters (deepmerge_da.config.run_hyperparameters' keys) of the tests' short training runs.
 TOY_HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,

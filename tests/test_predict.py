@@ -27,10 +27,9 @@ from deepmerge_da.predict.outputs import skipped_path
 from deepmerge_da.predict.readers import read_image
 from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.training.loop import train_run
-from helpers import REPO
+from helpers import REAL_SDSS
 from http_fault_server import FaultServer, Step, make_jpeg, ok
 
-REAL = (REPO / ".." / "shared" / "data" / "sdss-galaxyzoo").resolve()
 FILTERS = ["i", "r", "g"]
 HP = {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8, "weight_decay": 1e-4, "cycle": 2, "patience": 5,
       "lambda_tl": 1.0}
@@ -139,14 +138,14 @@ def test_fits_cube_multi_extension_and_npy_agree(trained, tmp_path, caplog):
 
 
 def test_real_sdss_jpegs_as_the_import_reads_them(trained, tmp_path):
-    if not REAL.is_dir():
-        pytest.skip(f"no local SDSS cutouts at {REAL}")
+    if not REAL_SDSS.is_dir():
+        pytest.skip(f"no local SDSS cutouts at {REAL_SDSS}")
     from deepmerge_da.data.sdss_cutouts import load_cutout_dir
 
     merger_ids, nonmerger_ids = [1, 2, 3], ["1", "2"]
-    cut = load_cutout_dir(REAL, size=128, merger_ids=merger_ids, nonmerger_ids=nonmerger_ids)
-    good = ([REAL / "mergers" / f"{i}.jpeg" for i in merger_ids]
-            + [REAL / "nonmergers" / f"{i}.jpeg" for i in nonmerger_ids])
+    cut = load_cutout_dir(REAL_SDSS, size=128, merger_ids=merger_ids, nonmerger_ids=nonmerger_ids)
+    good = ([REAL_SDSS / "mergers" / f"{i}.jpeg" for i in merger_ids]
+            + [REAL_SDSS / "nonmergers" / f"{i}.jpeg" for i in nonmerger_ids])
     for path, expected in zip(good, cut.images, strict=True):
         array, names = read_image(path)
         assert names == FILTERS and np.array_equal(array, expected.astype(np.float32))
@@ -154,7 +153,7 @@ def test_real_sdss_jpegs_as_the_import_reads_them(trained, tmp_path):
     (tmp_path / "truncated.jpeg").write_bytes(data[: len(data) // 2])
     (tmp_path / "html.jpg").write_text("<html>rate limited</html>")
     inputs = [*map(str, good), str(tmp_path / "truncated.jpeg"), str(tmp_path / "html.jpg"),
-              str(REAL / "mergers" / "1943.jpeg"), str(tmp_path / "nothing_*.png")]
+              str(REAL_SDSS / "mergers" / "1943.jpeg"), str(tmp_path / "nothing_*.png")]
     out = tmp_path / "real.csv"
     df = predict(inputs, [trained["ckpt"]], out, progress=False)
     assert len(df) == len(good) and df["p_merger"].between(0, 1).all()
@@ -162,7 +161,7 @@ def test_real_sdss_jpegs_as_the_import_reads_them(trained, tmp_path):
     reasons = pd.read_csv(skipped_path(out)).set_index("source")["reason"]
     assert reasons[str(tmp_path / "truncated.jpeg")] == "truncated jpeg"
     assert reasons[str(tmp_path / "html.jpg")] == "not a jpeg"
-    assert reasons[str(REAL / "mergers" / "1943.jpeg")] == "empty body"
+    assert reasons[str(REAL_SDSS / "mergers" / "1943.jpeg")] == "empty body"
     assert reasons[str(tmp_path / "nothing_*.png")] == "no file matches this pattern"
 
 

@@ -26,12 +26,8 @@ from deepmerge_da.report.realism import (
     realism_statistics,
     summarise_rejections,
 )
-from helpers import REPO
+from helpers import REAL_SDSS, needs_real_sdss
 from http_fault_server import make_jpeg
-
-REAL = (REPO / ".." / "shared" / "data" / "sdss-galaxyzoo").resolve()
-needs_real = pytest.mark.skipif(not (REAL / "darg_mergers.fits").is_file(),
-                                reason=f"local SDSS cutout copy not found at {REAL}")
 
 
 def _gaussian(size: int, sigma: float, amplitude: float = 1.0) -> np.ndarray:
@@ -136,9 +132,9 @@ def test_skyserver_source_is_opt_in():
     assert np.isnan(mock.catalog["redshift"]).all() and mock.images.dtype == np.float32
 
 
-@needs_real
+@needs_real_sdss
 def test_realism_report_on_real_cutouts(tmp_path):
-    sets, notes = realism.real_sets(REAL, max_nonmergers=MIN_OBJECTS, seed=1)
+    sets, notes = realism.real_sets(REAL_SDSS, max_nonmergers=MIN_OBJECTS, seed=1)
     assert len(sets["real SDSS post-mergers"]) >= MIN_OBJECTS and len(sets["real SDSS non-mergers"]) == MIN_OBJECTS
     sets.update(realism.synthetic_sets({}, seed=1, n_objects=MIN_OBJECTS))
     table = realism.write_realism_report(sets, tmp_path / "realism", "real: sdss-galaxyzoo (test)", notes)

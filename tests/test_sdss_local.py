@@ -25,13 +25,8 @@ from deepmerge_da.data.catalogues import (
 from deepmerge_da.data.fetch import fetch_cutouts
 from deepmerge_da.data.jpeg import check_jpeg_file
 from deepmerge_da.data.sdss_cutouts import load_cutout_dir
-from helpers import REPO
+from helpers import REAL_SDSS, needs_real_sdss
 from http_fault_server import FaultServer, make_blank_jpeg, make_jpeg, ok
-
-REAL = (REPO / ".." / "shared" / "data" / "sdss-galaxyzoo").resolve()
-needs_real = pytest.mark.skipif(not (REAL / "darg_mergers.fits").is_file(),
-                                reason=f"local SDSS cutout copy not found at {REAL}")
-
 
 # ---------------------------------------------------------------------------------------------
 # catalogues on small tables written here
@@ -119,20 +114,20 @@ def test_selection_configurable_columns_and_errors(tmp_path):
 # catalogues on the real Darg catalogue
 # ---------------------------------------------------------------------------------------------
 
-@needs_real
+@needs_real_sdss
 def test_real_darg_post_mergers(tmp_path):
-    fits = select_mergers(read_darg_catalogue(REAL / "darg_mergers.fits"))
-    csv = select_mergers(read_darg_catalogue(REAL / "darg_mergers.csv"))  # stage from the FITS beside it
+    fits = select_mergers(read_darg_catalogue(REAL_SDSS / "darg_mergers.fits"))
+    csv = select_mergers(read_darg_catalogue(REAL_SDSS / "darg_mergers.csv"))  # stage from the FITS beside it
     assert len(fits.table) == 310 and len(csv.table) == 310 and fits.bad == [] and csv.bad == []
     assert list(fits.table["object_id"]) == list(csv.table["object_id"])
     assert np.allclose(fits.table["ra"], csv.table["ra"]) and fits.table["object_id"].is_unique
     lone = tmp_path / "darg_mergers.csv"
-    shutil.copy(REAL / "darg_mergers.csv", lone)
+    shutil.copy(REAL_SDSS / "darg_mergers.csv", lone)
     with pytest.raises(CatalogueError) as err:
         read_darg_catalogue(lone)
     assert str(lone) in str(err.value) and "'stage'" in str(err.value)
 
-    sel = build_selection(REAL / "darg_mergers.csv", REAL / "nonmergers.csv", n_nonmergers=3000, seed=0)
+    sel = build_selection(REAL_SDSS / "darg_mergers.csv", REAL_SDSS / "nonmergers.csv", n_nonmergers=3000, seed=0)
     t = sel.table
     assert sel.n_mergers == 310 and sel.n_nonmergers == 3000
     assert not t.duplicated(["subdir", "object_id"]).any()
@@ -145,7 +140,7 @@ def test_real_darg_post_mergers(tmp_path):
 # load_cutout_dir
 # ---------------------------------------------------------------------------------------------
 
-@needs_real
+@needs_real_sdss
 def test_load_real_known_faults(caplog):
     faulty_m = {"1943": "empty body", "1290": "blank image", "1942": "blank image"}
     faulty_n = {"467": "blank image", "2338": "blank image"}
@@ -153,13 +148,13 @@ def test_load_real_known_faults(caplog):
     # 3615 and 7748 are the same galaxy (drawn twice): one object, at the lowest ID
     good_n = [1, 2, 3615, 7748]
     with caplog.at_level(logging.WARNING, logger="deepmerge_da.data.sdss_cutouts"):
-        data = load_cutout_dir(REAL, size=75, merger_ids=[*good_m, *map(int, faulty_m)],
+        data = load_cutout_dir(REAL_SDSS, size=75, merger_ids=[*good_m, *map(int, faulty_m)],
                                nonmerger_ids=[*good_n, *map(int, faulty_n)])
     rejected = dict(data.rejected)
     assert rejected == {**{f"mergers/{k}.jpeg": v for k, v in faulty_m.items()},
                         **{f"nonmergers/{k}.jpeg": v for k, v in faulty_n.items()}}
     for rel, reason in data.rejected:  # the same validation function as the downloader
-        assert check_jpeg_file(REAL / rel, (128, 128)).reason == reason
+        assert check_jpeg_file(REAL_SDSS / rel, (128, 128)).reason == reason
         assert rel in caplog.text
     assert list(data.object_id) == ["darg-7", "darg-36", "darg-39", "gz1-1", "gz1-2", "gz1-3615"]
     assert data.images.shape == (6, 3, 75, 75) and data.images.dtype == np.uint8
@@ -169,9 +164,9 @@ def test_load_real_known_faults(caplog):
     assert data.images.reshape(6, -1).std(axis=1).min() > 1.0
 
 
-@needs_real
+@needs_real_sdss
 def test_load_real_defaults_and_subset():
-    data = load_cutout_dir(REAL, size=32, max_nonmergers=25, seed=1)
+    data = load_cutout_dir(REAL_SDSS, size=32, max_nonmergers=25, seed=1)
     n_m = int((data.labels == 1).sum())
     assert n_m == 310 and int((data.labels == 0).sum()) == 25  # all stage-3 files are valid
     assert data.images.shape == (335, 3, 32, 32) and data.images.dtype == np.uint8
@@ -179,8 +174,8 @@ def test_load_real_defaults_and_subset():
     assert all(o.startswith("darg-") for o in data.object_id[:n_m])
     assert all(o.startswith("gz1-") for o in data.object_id[n_m:])
     assert data.ra.shape == (335,) and np.isfinite(data.ra).all()
-    again = load_cutout_dir(REAL, size=32, max_nonmergers=25, seed=1)
-    other = load_cutout_dir(REAL, size=32, max_nonmergers=25, seed=2)
+    again = load_cutout_dir(REAL_SDSS, size=32, max_nonmergers=25, seed=1)
+    other = load_cutout_dir(REAL_SDSS, size=32, max_nonmergers=25, seed=2)
     assert list(again.object_id) == list(data.object_id) and np.array_equal(again.images, data.images)
     assert list(other.object_id[n_m:]) != list(data.object_id[n_m:])
 

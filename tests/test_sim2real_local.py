@@ -8,19 +8,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import REPO, snakemake
-
-SDSS = REPO.parent / "shared/data/sdss-galaxyzoo"
+from helpers import REAL_SDSS, snakemake
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SDSS.exists(), reason=f"no local SDSS cutouts at {SDSS}")
+@pytest.mark.skipif(not REAL_SDSS.exists(), reason=f"no local SDSS cutouts at {REAL_SDSS}")
 def test_sim2real_on_real_cutouts(workflow_copy):
     cfg = yaml.safe_load((workflow_copy / "config/config.yaml").read_text())
     cfg["data"]["pairs"]["sim2real"] = {"source": "local", "filters": ["i", "r", "g"], "n_per_class": 60,
                                         "synthetic": {"source_n_objects": 60}}
     # 40 non-mergers: too few for the realism check (at least 100 per set), which is refused at start-up.
-    cfg["data"]["sdss"] = {"cutout_dir": str(SDSS), "max_nonmergers": 40}
+    cfg["data"]["sdss"] = {"cutout_dir": str(REAL_SDSS), "max_nonmergers": 40}
     (workflow_copy / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     refused = snakemake(workflow_copy, "-n")
     assert refused.returncode != 0
