@@ -12,7 +12,6 @@ import yaml
 
 from deepmerge_da.data.published import LAYOUTS
 from deepmerge_da.grid import CRITERIA, METHODS, NETWORKS, PAIRS
-from deepmerge_da.nn.models import build_network
 
 #: The config schema, relative to the repository root (where Snakemake and ``deepmerge-da`` run).
 SCHEMA_PATH = Path("workflow/schemas/config.schema.yaml")
@@ -196,6 +195,8 @@ def _check_freeze(config: dict) -> None:
                 for n in grid["networks"]}
     if not freeze or not networks:
         return
+    # PyTorch only here, when a freeze must be checked: the workflow's start-up and the CLI import this module.
+    from deepmerge_da.nn.models import build_network
     from deepmerge_da.training.loop import freeze_layers
 
     for network in sorted(networks):
