@@ -5,7 +5,7 @@ Given config overlays (YAML files layered on config/config.yaml as Snakemake lay
 KEY=VALUE`` on top), it synthesizes and prepares the sim2sim pair in a scratch directory as the ``synthesize_sim2sim``
 and ``prepare`` rules do (``deepmerge_da.data.sources.synthesize_sim2sim``,
 ``deepmerge_da.data.preprocess.prepare_file``), trains DeepMerge ``noda`` (source only), ``target_only`` (trained on
-the labelled target: the ceiling DA aims at) and ``mmd`` with the presets and training settings of the merged config
+the labelled target: the ceiling DA aims at) and the paper's DA methods named by ``--methods`` with the presets and training settings of the merged config
 (``deepmerge_da.config.run_hyperparameters``, ``deepmerge_da.training.loop.train_run``), scores them on the test
 splits (``deepmerge_da.report.evaluate.evaluate_run``) and prints and writes (JSON) the difficulty table against the
 calibration targets:
@@ -14,7 +14,7 @@ calibration targets:
 * source-only on the target test split <= 0.62 (paper: 0.58, target recall 0.08),
 * target-only on the target test split >= 0.82,
 
-with mmd on the target for reference (paper: 0.77), the target recall and fraction called merger, and whether each run
+with each DA method on both test splits for reference (paper, target: 0.75-0.79), the target recall and fraction called merger, and whether each run
 converged: its kept epoch lies within the first 3/4 of the epochs run, or its selection curve is flat (the later epochs
 improve the best score by at most ``--flat-tolerance``, the selection noise of the validation split).
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import update_config  # how Snakemake layers --configfile on the default config
 
-from deepmerge_da.config import ConfigError, load_presets, load_yaml, run_hyperparameters, validate_config
+from deepmerge_da.config import ConfigError, load_presets, load_yaml, max_epochs, run_hyperparameters, validate_config
 from deepmerge_da.data.preprocess import prepare_file
 from deepmerge_da.data.sources import synthesize_sim2sim
 from deepmerge_da.data.synthetic import Sim2SimParams
@@ -49,7 +49,8 @@ from deepmerge_da.training.loop import train_run
 from deepmerge_da.training.selection import column
 
 PAIR, NETWORK = "sim2sim", "deepmerge"
-METHODS = ("noda", "target_only", "mmd")
+METHODS = ("noda", "target_only", "mmd", "mmd_fisher_em", "ada", "ada_fisher_em")
+DA_METHODS = METHODS[2:]
 SCHEMA = "workflow/schemas/config.schema.yaml"
 #: (name, method, test domain, comparison, bound): the calibration targets of the reproduction issue.
 TARGETS = (("source-only on source test", "noda", "source", ">=", 0.85),
@@ -144,7 +145,7 @@ def train_and_score(config: dict, presets: dict, method: str, seed: int, data: d
     """Train one run (reused when its directory already holds its metrics) and score it on both test splits."""
     training = config["training"]
     hp, preset = hyperparameters(config, presets, method)
-    epochs = int(training.get("max_epochs_by_network", {}).get(NETWORK, training["max_epochs"]))
+    epochs = max_epochs(config, PAIR, NETWORK)
     settings = {"method": method, "seed": seed, "hp": hp, "max_epochs": epochs, "batch_size": training["batch_size"],
                 "selection": training["selection"], "data": data["dir"]}
     out = runs_dir / f"{method}_seed{seed}_{digest(settings)}"
@@ -175,13 +176,13 @@ def mean(values):
 def difficulty_table(rows: list[dict]) -> list[dict]:
     """One line per (method, test domain) that the calibration reads, averaged over training seeds."""
     lines = []
-    wanted = [(t[1], t[2], t) for t in TARGETS] + [("mmd", "target", None), ("mmd", "source", None)]
+    wanted = [(t[1], t[2], t) for t in TARGETS] + [(m, d, None) for m in DA_METHODS for d in ("target", "source")]
     for method, domain, target in wanted:
         runs = [r for r in rows if r["method"] == method]
         if not runs:
             continue
         acc = [r[domain]["accuracy"] for r in runs]
-        line = {"measure": target[0] if target else f"mmd on {domain} test", "method": method, "domain": domain,
+        line = {"measure": target[0] if target else f"{method} on {domain} test", "method": method, "domain": domain,
                 "accuracy": mean(acc), "accuracy_min": min(acc), "accuracy_max": max(acc),
                 "recall": mean([r[domain]["recall"] for r in runs]),
                 "called_merger": mean([r[domain]["fraction_called_merger"] for r in runs]),
@@ -272,7 +273,7 @@ def main(argv=None) -> int:
                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "settings": {"overlays": args.overlays, "set": args.set, "scale": args.scale, "data_seed": data_config["seed"],
                      "n_mergers": synthetic.n_mergers, "n_nonmergers": synthetic.n_nonmergers,
-                     "max_epochs": int(training.get("max_epochs_by_network", {}).get(NETWORK, training["max_epochs"])),
+                     "max_epochs": max_epochs(config, PAIR, NETWORK),
                      "batch_size": training["batch_size"], "train_seeds": seeds, "threads": args.threads,
                      "physical_parameters_changed": {k: v for k, v in synthetic.to_dict().items()
                                                      if v != defaults[k] and k not in ("n_mergers", "n_nonmergers")}},

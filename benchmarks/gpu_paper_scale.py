@@ -64,7 +64,8 @@ TYPICAL_EPOCHS = {"deepmerge": 40 + 20, "resnet18": 20 + 15}
 MAX_EPOCHS = 100
 # Forward passes per epoch besides training: train_run evaluates the source and target validation splits every
 # epoch and, for the selection tables, the test splits too (reporting only); the selection scores computed from
-# those outputs are not costed here. The evaluate rule adds one more pass over both test splits per run.
+# those outputs are not costed here. The train job's final evaluation (evaluate_run) adds one more pass over both
+# test splits per run.
 EVAL_SPLITS_PER_EPOCH = ("val", "test")
 # Seeds: ten for every DeepMerge experiment (Tables B2 and B4); ResNet18 is reported for seed 1 only (Sec. 5).
 SEEDS = {"deepmerge": 10, "resnet18": 1}
@@ -177,7 +178,7 @@ def project(train_rate: dict, eval_rate: dict, variant_of) -> dict:
         train_s = sizes["train"] * k / rate                       # one epoch of optimisation steps
         eval_images = 2 * sum(sizes[split] for split in EVAL_SPLITS_PER_EPOCH)   # source + target
         val_s = eval_images / eval_rate[(network, cl)]            # the per-epoch evaluation passes
-        test_s = 2 * sizes["test"] / eval_rate[(network, cl)]     # the evaluate rule, once per run
+        test_s = 2 * sizes["test"] / eval_rate[(network, cl)]     # the final evaluation, once per run
         epoch_s = train_s + val_s
         seeds = SEEDS[network]
         run = {"pair": pair, "network": network, "method": method, "costed_as": measured, "variant": variant,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepmerge_da.config import ConfigError, load_presets, run_hyperparameters, validate_config
+from deepmerge_da.config import ConfigError, load_presets, max_epochs, run_hyperparameters, validate_config
 from helpers import REPO, TEST_CONFIG, snakemake
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -70,6 +70,17 @@ def test_overrides_apply_on_top_of_presets(config):
     assert run_hyperparameters(config, presets, "sim2sim", "deepmerge", "noda")["lr"] == 0.001
     with pytest.raises(ConfigError, match="sim2real/resnet18/mmd"):
         run_hyperparameters(config, presets, "sim2real", "resnet18", "mmd")
+
+
+def test_epoch_cap_by_network_beats_by_pair_beats_the_global_one(config):
+    config["training"].update(max_epochs=7, max_epochs_by_pair={"sim2real": 5}, max_epochs_by_network={"resnet18": 2})
+    validate_config(config, SCHEMA)
+    assert max_epochs(config, "sim2sim", "deepmerge") == 7
+    assert max_epochs(config, "sim2real", "deepmerge") == 5
+    assert max_epochs(config, "sim2real", "resnet18") == max_epochs(config, "sim2sim", "resnet18") == 2
+    config["training"]["max_epochs_by_pair"] = {"sim2rael": 5}
+    with pytest.raises(ConfigError, match=r"training\.max_epochs_by_pair"):
+        validate_config(config, SCHEMA)
 
 
 def test_snakemake_stops_with_one_message(workflow_copy):

@@ -61,7 +61,7 @@ def test_prepared_data_and_runs(tiny_run):
     for network, methods in SIM2SIM.items():
         for method in methods:
             run_dir = results / f"runs/sim2sim/{network}/{method}/seed1"
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+            metrics = json.loads((run_dir / "metrics.json").read_text())  # written by the train job itself
             for domain in ("source", "target"):
                 assert 0.0 <= metrics[domain]["accuracy"] <= 1.0 and metrics[domain]["n"] > 0
             history = pd.read_csv(run_dir / "history.csv")
@@ -178,13 +178,13 @@ def test_one_hyperparameter_reruns_only_its_runs_and_their_renders(tiny_run):
     (tiny_run / "rerun.yaml").write_text(yaml.safe_dump(config))
     run = "results/runs/sim2sim/resnet18/ada/seed1"
     assert planned_jobs(tiny_run, "rerun.yaml") == {
-        ("train", run), ("evaluate", run),
+        ("train", run),
         ("figure_training_curves", "results/figures/sim2sim/training/resnet18_ada_seed1"),
         *{("figure_summary", f"results/figures/sim2sim/resnet18_{kind}") for kind in ("metrics", "roc", "scores")},
         ("table", "results/tables/table1_sim2sim"), ("table", "results/tables/tableB1_sim2sim_confusion"),
         *SELECTION_SIM2SIM, ENVIRONMENT}
     assert dry_run_counts(tiny_run, "rerun.yaml") == {
-        "train": 1, "evaluate": 1, "figure_training_curves": 1, "figure_summary": 3, "table": 2, "selection": 1,
+        "train": 1, "figure_training_curves": 1, "figure_summary": 3, "table": 2, "selection": 1,
         "environment": 1, "all": 1}
 
 
@@ -192,7 +192,7 @@ def test_a_deleted_checkpoint_is_remade(tiny_run):
     model = "results/runs/sim2sim/deepmerge/noda/seed2/model.pt"
     (tiny_run / model).unlink()
     run = "results/runs/sim2sim/deepmerge/noda/seed2"
-    rerun = {("train", run), ("evaluate", run),
+    rerun = {("train", run),
              ("figure_training_curves", "results/figures/sim2sim/training/deepmerge_noda_seed2"),
              ("figure_summary", "results/figures/sim2sim/deepmerge_metrics"),
              ("table", "results/tables/tableB2_sim2sim_seeds"), *SELECTION_SIM2SIM, ENVIRONMENT}
@@ -201,5 +201,5 @@ def test_a_deleted_checkpoint_is_remade(tiny_run):
     # present and up to date (snakemake/snakemake#1978).
     assert planned_jobs(tiny_run, TEST_CONFIG) == rerun
     assert dry_run_counts(tiny_run, TEST_CONFIG) == {
-        "train": 1, "evaluate": 1, "figure_training_curves": 1, "figure_summary": 1, "table": 1, "selection": 1,
+        "train": 1, "figure_training_curves": 1, "figure_summary": 1, "table": 1, "selection": 1,
         "environment": 1, "all": 1}

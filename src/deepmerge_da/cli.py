@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--set", help='JSON of hyperparameters to override, e.g. \'{"lr": 0.002}\'')
     p.add_argument("--epochs", type=int,
-                   help="maximum epochs (default: the config's training.max_epochs_by_network, else max_epochs)")
+                   help="maximum epochs (default: the config's training.max_epochs_by_network, else "
+                        "max_epochs_by_pair, else max_epochs)")
     p.add_argument("--init", help="checkpoint to initialise from (transfer learning; training.freeze applies)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="run the training steps through torch.compile (default: the config's training.compile)")

@@ -235,6 +235,14 @@ def run_hyperparameters(config: dict, presets: dict, pair: str, network: str, me
     return hp
 
 
+def max_epochs(config: dict, pair: str, network: str) -> int:
+    """The epoch cap of a (pair, network) run: ``training.max_epochs_by_network``, else ``max_epochs_by_pair``, else
+    ``max_epochs`` (the network's entry wins: it is there for a network's cost, e.g. ResNet18 on a CPU)."""
+    training = config["training"]
+    return training["max_epochs_by_network"].get(network, training["max_epochs_by_pair"].get(pair,
+                                                                                            training["max_epochs"]))
+
+
 def train_arguments(config: dict, presets: dict, *, pair: str, network: str, method: str, seed: int) -> dict:
     """The keyword arguments of :func:`deepmerge_da.training.loop.train_run` that train one run of a config
     checked by :func:`validate_config`, all but the files (``source``, ``target``, ``out_dir``,
@@ -244,7 +252,7 @@ def train_arguments(config: dict, presets: dict, *, pair: str, network: str, met
     training = config["training"]
     return dict(pair=pair, network=network, method=method, seed=seed,
                 hp=run_hyperparameters(config, presets, pair, network, method),
-                max_epochs=training["max_epochs_by_network"].get(network, training["max_epochs"]),
+                max_epochs=max_epochs(config, pair, network),
                 batch_size=training["batch_size"], device=training["device"],
                 freeze=list(training["freeze"]), amp=training["amp"], selection=training["selection"],
                 compile_model=training["compile"])

@@ -222,6 +222,6 @@ def all_outputs():
     # Every file of every run as well, and the checkpoint that initialises tl_mmd (it may be outside the grid):
     # Snakemake does not remake a deleted intermediate file (a run's model.pt) while all that depends on it is up
     # to date (snakemake/snakemake#1978); named here, it is remade.
-    outputs += [path.format(**run) for run in runs() for path in (*rules.train.output, *rules.evaluate.output)]
+    outputs += [path.format(**run) for run in runs() for path in rules.train.output]
     outputs += sorted({tl_init_checkpoint(SimpleNamespace(**run)) for run in runs(methods=["tl_mmd"])})
     return outputs + predict_outputs() + REALISM_OUTPUTS + ["results/environment.json"]

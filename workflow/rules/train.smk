@@ -1,4 +1,6 @@
-# Training and evaluation of every run of the grid: (pair, network, method, seed).
+# Training and evaluation of every run of the grid: (pair, network, method, seed). One job per run: the script
+# trains, then evaluates the checkpoint on the source and target test splits in the same process (one Python/PyTorch
+# start-up, one log and one benchmark file per run).
 
 
 rule train:
@@ -11,6 +13,8 @@ rule train:
         sha256=f"{RUN_DIR}/model.pt.sha256",
         history=f"{RUN_DIR}/history.csv",
         summary=f"{RUN_DIR}/train.json",
+        metrics=f"{RUN_DIR}/metrics.json",
+        predictions=f"{RUN_DIR}/predictions.csv",
     log:
         "logs/train/{pair}/{network}/{method}/seed{seed}.log",
     benchmark:
@@ -26,25 +30,3 @@ rule train:
         train=train_call,
     script:
         "../scripts/train.py"
-
-
-rule evaluate:
-    input:
-        model=f"{RUN_DIR}/model.pt",
-        source="results/data/{pair}/source.h5",
-        target="results/data/{pair}/target.h5",
-    output:
-        metrics=f"{RUN_DIR}/metrics.json",
-        predictions=f"{RUN_DIR}/predictions.csv",
-    log:
-        "logs/evaluate/{pair}/{network}/{method}/seed{seed}.log",
-    benchmark:
-        "benchmarks/evaluate/{pair}/{network}/{method}/seed{seed}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    script:
-        "../scripts/evaluate.py"

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from deepmerge_da.io.rulelog import rule_logging
+from deepmerge_da.report.evaluate import evaluate_run
 from deepmerge_da.training.loop import train_run
 
 with rule_logging(snakemake.log[0]):
@@ -13,3 +14,7 @@ with rule_logging(snakemake.log[0]):
         init_checkpoint=snakemake.input.init or None,
         threads=snakemake.threads,
     )
+    # Then the test-set evaluation, in the same process (no second start-up), as deepmerge-da evaluate.
+    evaluate_run(checkpoint=snakemake.output.model, source=snakemake.input.source, target=snakemake.input.target,
+                 metrics_path=snakemake.output.metrics, predictions_path=snakemake.output.predictions,
+                 threads=snakemake.threads)

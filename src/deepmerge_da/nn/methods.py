@@ -101,6 +101,7 @@ class TransferObjective(nn.Module):
         self.paper_faithful = bool(hp.get("paper_faithful", False))
         self.dc_lr_mult = float(hp.get("dc_lr_mult") or 1.0)
         self.reversal = hp.get("reversal", "ganin")
+        dc_hidden = int(hp.get("dc_hidden", 1024))  # the paper code's width
         transfer = TRANSFER[method]
         self.mmd = self.adversarial = self.fisher = self.class_confusion = self.self_training = None
         if transfer == "mmd":
@@ -110,9 +111,10 @@ class TransferObjective(nn.Module):
                 self.mmd = MMDLoss(estimator=hp.get("mmd_estimator", "unbiased"),
                                    bandwidth=hp.get("mmd_bandwidth", "median"))
         elif transfer == "adversarial":
-            self.adversarial = DomainAdversarialLoss(DomainClassifier(feature_dim), GradientReversal(1.0))
+            self.adversarial = DomainAdversarialLoss(DomainClassifier(feature_dim, dc_hidden),
+                                                     GradientReversal(1.0))
         elif transfer == "conditional_adversarial":
-            self.adversarial = ConditionalDomainAdversarialLoss(DomainClassifier(NUM_CLASSES * feature_dim),
+            self.adversarial = ConditionalDomainAdversarialLoss(DomainClassifier(NUM_CLASSES * feature_dim, dc_hidden),
                                                                 GradientReversal(1.0), entropy_conditioning=True)
         elif transfer == "class_confusion":
             self.class_confusion = MinimumClassConfusionLoss(temperature=float(hp.get("mcc_temperature", 2.5)))
