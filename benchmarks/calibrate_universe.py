@@ -4,19 +4,20 @@
 Given config overlays (YAML files layered on config/config.yaml as Snakemake layers ``--configfile``; ``--set
 KEY=VALUE`` on top), it synthesizes and prepares the sim2sim pair in a scratch directory as the ``synthesize_sim2sim``
 and ``prepare`` rules do (``deepmerge_da.data.sources.synthesize_sim2sim``,
-``deepmerge_da.data.preprocess.prepare_file``), trains DeepMerge ``noda`` (source only), ``target_only`` (trained on
-the labelled target: the ceiling DA aims at) and the paper's DA methods named by ``--methods`` with the presets and training settings of the merged config
-(``deepmerge_da.config.run_hyperparameters``, ``deepmerge_da.training.loop.train_run``), scores them on the test
-splits (``deepmerge_da.report.evaluate.evaluate_run``) and prints and writes (JSON) the difficulty table against the
-calibration targets:
+``deepmerge_da.data.preprocess.prepare_file``), trains DeepMerge ``noda`` (source only), ``target_only`` (trained on the
+labelled target: the ceiling DA aims at) and the paper's DA methods named by ``--methods`` with the presets and training
+settings of the merged config (``deepmerge_da.config.run_hyperparameters``, ``deepmerge_da.training.loop.train_run``),
+scores them on the test splits (``deepmerge_da.report.evaluate.evaluate_run``) and prints and writes (JSON) the
+difficulty table against the calibration targets:
 
 * source-only on the source test split >= 0.85 (the paper's DeepMerge: 0.85),
 * source-only on the target test split <= 0.62 (paper: 0.58, target recall 0.08),
 * target-only on the target test split >= 0.82,
 
-with each DA method on both test splits for reference (paper, target: 0.75-0.79), the target recall and fraction called merger, and whether each run
-converged: its kept epoch lies within the first 3/4 of the epochs run, or its selection curve is flat (the later epochs
-improve the best score by at most ``--flat-tolerance``, the selection noise of the validation split).
+with each DA method on both test splits for reference (paper, target: 0.75-0.79), the target recall and fraction called
+merger, and whether each run converged: it stopped early, its kept epoch lies within the first 3/4 of the epochs run, or
+its selection curve is flat (the later epochs improve the best score by at most ``--flat-tolerance``, the selection
+noise of the validation split).
 
 ``target_only`` has no sim2sim preset in the paper's tables; as config/presets.yaml says, it takes noda's.
 """
@@ -127,7 +128,7 @@ def hyperparameters(config: dict, presets: dict, method: str) -> tuple[dict, str
     return run_hyperparameters(config, presets, PAIR, NETWORK, preset), preset
 
 
-def convergence(history_path: Path, criterion: str, best_epoch: int, tolerance: float) -> dict:
+def convergence(history_path: Path, criterion: str, best_epoch: int, stopped_early: bool, tolerance: float) -> dict:
     """The kept epoch, epochs run, the selection curve and whether the run converged (see the module docstring)."""
     with open(history_path, newline="") as f:
         curve = [float(row[column(criterion)]) for row in csv.DictReader(f)]
@@ -136,8 +137,9 @@ def convergence(history_path: Path, criterion: str, best_epoch: int, tolerance: 
     in_time = best_epoch + 1 <= early
     flat = gain_late <= tolerance
     return {"best_epoch": best_epoch, "epochs_run": len(curve), "selection_curve": [round(v, 4) for v in curve],
-            "late_gain": gain_late, "converged": in_time or flat,
-            "converged_why": "best epoch in the first 3/4" if in_time else ("flat curve" if flat else "no")}
+            "late_gain": gain_late, "converged": stopped_early or in_time or flat,
+            "converged_why": ("stopped early" if stopped_early else "best epoch in the first 3/4" if in_time
+                              else "flat curve" if flat else "no")}
 
 
 def train_and_score(config: dict, presets: dict, method: str, seed: int, data: dict, runs_dir: Path, threads: int,
@@ -165,7 +167,8 @@ def train_and_score(config: dict, presets: dict, method: str, seed: int, data: d
     for domain in ("source", "target"):
         m = metrics[domain]
         row[domain] = {k: m[k] for k in ("accuracy", "recall", "precision", "auc", "fraction_called_merger", "n")}
-    row.update(convergence(out / "history.csv", training["selection"], summary["best_epoch"], tolerance))
+    row.update(convergence(out / "history.csv", training["selection"], summary["best_epoch"],
+                           summary.get("stopped_early", False), tolerance))
     return row
 
 

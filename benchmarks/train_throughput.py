@@ -3,15 +3,24 @@
 
 For each (network, method) the script runs the same number of optimisation steps (after a short warm-up)
 
-* with OUR trainer: ``deepmerge_da.training.runtime.load_split`` (the whole train split as one contiguous, standardised
-  tensor) and ``deepmerge_da.training.loop.train_one_epoch`` (batched random flips / 90-degree rotations by index);
+* with OUR trainer, exactly as ``train_run`` trains: ``deepmerge_da.training.runtime.load_split`` (the whole train
+  split as one contiguous, standardised tensor, as it gives it), the network in the channels-last memory format
+  and ``deepmerge_da.training.loop.train_one_epoch`` with its default ``memory_format`` (channels-last batches;
+  batched random flips / 90-degree rotations by index);
+* with the PREVIOUS trainer (``previous`` rows, every DeepMerge method): the same, but as the trainer was before
+  the channels-last change and the narrower domain classifier: the network in the default (contiguous) layout,
+  ``train_one_epoch(..., memory_format=torch.contiguous_format)``, and the hyperparameters with those of
+  ``PREVIOUS_TRAINER`` (``dc_hidden: 1024``, the paper code's width and ``TransferObjective``'s default, where
+  DeepMerge's sim2sim ``ada`` and ``ada_fisher_em`` presets now have 256; methods without a domain classifier
+  differ in the layout only). ResNet18 gets these rows with ``--resnet-previous``;
 * with a NAIVE baseline written the way such code usually is: a ``torch.utils.data.Dataset`` that reads ONE
   image at a time from the HDF5 file with h5py, standardises it, applies per-sample torchvision transforms
   (RandomHorizontalFlip, RandomVerticalFlip, random 90-degree rotation), and a
   ``DataLoader(batch_size=128, shuffle=True, num_workers=0)`` per domain; the objective (``TransferObjective``),
   optimiser and schedule (``make_optimizer``) and the step are the same, and so is the model, except that its
   pooling layers are ``nn.MaxPool2d(2)`` as usually written where ours are ``MaxPool2x2`` (the same results,
-  computed faster on CPU: ``deepmerge_da.nn.pooling``).
+  computed faster on CPU: ``deepmerge_da.nn.pooling``); its model and DataLoader batches stay in the default
+  (contiguous) layout (it calls ``optimisation_step``, which is layout-neutral, directly).
 
 Images/s counts source + target images per optimisation step (a DA step of batch 128 sees 256 images).
 The machine may be shared: the trainers of one (network, method) are timed in alternating blocks of ``--steps``
@@ -20,9 +29,10 @@ steps (round robin, ``--repeats`` rounds) and each keeps its fastest block, so t
 It also counts DeepMerge's forward FLOPs from its layer shapes (forward hooks; conv 2*Cin*k*k*Cout*Hout*Wout,
 linear 2*in*out; training = 3 x forward), measures an SGEMM ceiling (``torch.mm`` of float32 n x n matrices,
 best of several, same thread count) and reports our achieved GFLOP/s and its fraction of that ceiling; and it
-measures candidate speed-ups of our trainer for DeepMerge noda without changing ``src/``: the
-``channels_last`` memory format (model and input) and 1 vs 2 threads (plus augment=False as a diagnostic). The
-``ours+compile`` rows compile as ``training.compile: true`` does (``compile_for_training``).
+measures candidate speed-ups of our trainer for DeepMerge noda without changing ``src/``: 1 vs 2 threads (plus
+augment=False as a diagnostic). The ``ours+compile`` rows compile today's channels-last model as
+``training.compile: true`` does (``compile_for_training``). The summary gives ours / previous per (network,
+method) and what the previous trainer differs in (the layout; plus ``dc_hidden`` where the preset differs).
 
 Writes a JSON file (default benchmarks/results/train_throughput.json). Data: the prepared sim2sim pair of the
 workflow (results/data/sim2sim/{source,target}.h5, read only) when present, else a small generated pair in a
@@ -60,6 +70,22 @@ from deepmerge_da.training.runtime import DomainTensors, load_split, seed_everyt
 
 PAIR = "sim2sim"
 SPEEDUP_THRESHOLD = 1.05  # a variant "pays off" when it is at least 5 % faster (smaller gaps are noise here)
+# The previous trainer (the "previous" rows): the default (contiguous) memory format for the network and its
+# batches where ours uses channels-last, and these hyperparameters, in which today's presets may differ from it
+# (the previous trainer's values: TransferObjective's defaults and the paper code's).
+PREVIOUS_TRAINER = {"dc_hidden": 1024}
+PREVIOUS_MEMORY_FORMAT = torch.contiguous_format
+OURS_MEMORY_FORMAT = torch.channels_last  # what train_run gives the network and train_one_epoch the batches
+
+
+def previous_hp(hp: dict) -> dict:
+    """``hp`` with the previous trainer's values where they differ (a key ``hp`` lacks keeps its default, which
+    is the previous trainer's value)."""
+    return {**hp, **{key: value for key, value in PREVIOUS_TRAINER.items() if hp.get(key, value) != value}}
+
+
+def format_name(memory_format: torch.memory_format) -> str:
+    return str(memory_format).removeprefix("torch.")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -153,11 +179,6 @@ def subset(data: DomainTensors, n: int, generator: torch.Generator) -> DomainTen
     return DomainTensors(data.images[idx].contiguous(), data.labels[idx], data.object_id[idx.numpy()], data.attrs)
 
 
-def to_channels_last(data: DomainTensors) -> DomainTensors:
-    return DomainTensors(data.images.contiguous(memory_format=torch.channels_last), data.labels, data.object_id,
-                         data.attrs)
-
-
 def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, list[dict]]:
     """Forward FLOPs per image of the conv and linear layers, from the shapes seen by forward hooks."""
     layers: list[dict] = []
@@ -239,30 +260,34 @@ def build(network: str, method: str, hp: dict, in_channels: int, steps_per_epoch
 
 
 class OursRunner:
-    """Our trainer: whole splits as tensors, ``train_one_epoch`` over ``steps * batch`` source images per block."""
+    """Our trainer: whole splits as tensors (as ``load_split`` gives them), ``train_one_epoch`` over
+    ``steps * batch`` source images per block.
+
+    By default exactly today's trainer (a channels-last network, ``train_one_epoch``'s default ``memory_format``);
+    with ``previous``, the previous trainer's layout: a contiguous network and contiguous batches (the caller
+    passes the previous trainer's ``hp``)."""
 
     def __init__(self, network, method, hp, src: DomainTensors, tgt: DomainTensors, *, batch, seed, threads,
-                 total_steps, channels_last=False, augment=True, compile_model=False):
+                 total_steps, previous=False, augment=True, compile_model=False):
         self.batch, self.threads, self.total_steps, self.augment = batch, threads, total_steps, augment
+        self.memory_format = PREVIOUS_MEMORY_FORMAT if previous else OURS_MEMORY_FORMAT
         steps_per_epoch = max(1, math.ceil(len(src) / batch))
-        self.parts = build(network, method, hp, src.images.shape[1], steps_per_epoch, seed, channels_last)
-        if compile_model:  # as train_run(compile_model=True)
+        self.parts = build(network, method, hp, src.images.shape[1], steps_per_epoch, seed,
+                           channels_last=not previous)
+        if compile_model:  # as train_run(compile_model=True): today's channels-last model, compiled
             self.parts = (compile_for_training(self.parts[0]),) + self.parts[1:]
         self.generator = torch.Generator().manual_seed(seed)
         self.target = tgt if uses_target(method) else None
-        if channels_last:
-            src = to_channels_last(src)
-            self.target = to_channels_last(self.target) if self.target is not None else None
-        self.src, self.step, self.channels_last = src, 0, channels_last
+        self.src, self.step, self.previous = src, 0, previous
 
     def run(self, steps: int) -> dict:
         torch.set_num_threads(self.threads)
         data = subset(self.src, steps * self.batch, self.generator)  # prepared outside the timed region
-        if self.channels_last:  # subset() returns NCHW-contiguous images
-            data = to_channels_last(data)
+        # ours: train_one_epoch's default memory_format (channels-last), as train_run calls it
+        layout = {"memory_format": PREVIOUS_MEMORY_FORMAT} if self.previous else {}
         t0 = time.perf_counter()
         train_one_epoch(*self.parts, data, self.target, self.batch, self.generator, self.step, self.total_steps,
-                        augment=self.augment)
+                        augment=self.augment, **layout)
         seconds = time.perf_counter() - t0
         self.step += steps
         return {"seconds": seconds, "images": steps * self.batch * (2 if self.target is not None else 1),
@@ -305,9 +330,10 @@ class NaiveRunner:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Training throughput (images/s, source+target images per step) of our trainer "
-                    "(load_split + train_one_epoch) against a naive per-image h5py Dataset + DataLoader "
-                    "baseline, DeepMerge's GFLOP/s against an SGEMM ceiling, and candidate CPU speed-ups "
-                    "(channels_last, 1 vs 2 threads). Prints a table and writes JSON.",
+                    "(load_split + train_one_epoch, channels-last) against a naive per-image h5py Dataset + "
+                    "DataLoader baseline and the previous trainer (contiguous layout, dc_hidden 1024), DeepMerge's "
+                    "GFLOP/s against an SGEMM ceiling, and candidate CPU speed-ups (1 vs 2 threads). Prints a "
+                    "table and writes JSON.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--source", default="results/data/sim2sim/source.h5",
                    help="prepared source HDF5 (read only); a small random pair is generated if it or --target "
@@ -331,8 +357,10 @@ def parse_args(argv=None):
     p.add_argument("--resnet-warmup", type=int, default=1, help="warm-up steps per ResNet18 row")
     p.add_argument("--resnet-repeats", type=int, default=2, help="timed blocks per ResNet18 row")
     p.add_argument("--no-naive", action="store_true", help="skip the naive baseline rows")
+    p.add_argument("--resnet-previous", action="store_true",
+                   help="also time the previous trainer for the ResNet18 methods (DeepMerge's always are)")
     p.add_argument("--no-compile", action="store_true", help="skip the 'ours+compile' rows (torch.compile)")
-    p.add_argument("--no-variants", action="store_true", help="skip the channels_last / threads / augment rows")
+    p.add_argument("--no-variants", action="store_true", help="skip the threads / augment rows")
     p.add_argument("--sgemm-n", type=int, default=2048, help="matrix side of the SGEMM ceiling")
     p.add_argument("--sgemm-repeats", type=int, default=7, help="SGEMM repetitions (the best is kept)")
     p.add_argument("--synthetic-n", type=int, default=1024, help="images per domain of the generated pair")
@@ -385,24 +413,32 @@ def main(argv=None) -> int:
 
     # The rows: grouped by (network, method); within a group the trainers run their timed blocks in turn
     # (round robin), so that all of them see the same share of whatever else runs on this machine.
+    def hyperparameters(network: str, method: str) -> dict:
+        hp = run_hyperparameters(config, presets, PAIR, network, method)
+        hp["augment"] = True
+        return hp
+
+    def previous(network: str, method: str) -> tuple:
+        """The "previous" row: the previous trainer's layout and hyperparameters."""
+        return "previous", {"previous": True, "hp": previous_hp(hyperparameters(network, method))}
+
     groups = []  # (network, method, [(impl, options)])
     for method in [m for m in args.deepmerge_methods.split(",") if m]:
-        impls = [("ours", {})] + ([] if args.no_naive else [("naive", {})])
+        impls = [("ours", {}), previous("deepmerge", method)] + ([] if args.no_naive else [("naive", {})])
         if not args.no_compile:
             impls.append(("ours+compile", {"compile": True}))
         if method == "noda" and not args.no_variants:
             other = 1 if args.threads != 1 else 2
-            impls += [("ours+channels_last", {"channels_last": True}), (f"ours threads={other}", {"threads": other}),
-                      ("ours augment=False", {"augment": False})]
+            impls += [(f"ours threads={other}", {"threads": other}), ("ours augment=False", {"augment": False})]
         groups.append(("deepmerge", method, impls))
     for method in [m for m in args.resnet_methods.split(",") if m]:
-        groups.append(("resnet18", method, [("ours", {})] + ([] if args.no_naive else [("naive", {})])))
+        groups.append(("resnet18", method, [("ours", {})] + ([previous("resnet18", method)] if args.resnet_previous
+                                                             else []) + ([] if args.no_naive else [("naive", {})])))
 
     rows = []
     total_steps = max_epochs * max(1, math.ceil(len(src) / batch))
     for network, method, impls in groups:
-        hp = run_hyperparameters(config, presets, PAIR, network, method)
-        hp["augment"] = True
+        hp = hyperparameters(network, method)
         steps, warmup, repeats = ((args.steps, args.warmup, args.repeats) if network == "deepmerge" else
                                   (args.resnet_steps, args.resnet_warmup, args.resnet_repeats))
         runners = []
@@ -412,21 +448,27 @@ def main(argv=None) -> int:
             if impl == "naive":
                 runner = NaiveRunner(network, method, hp, source, target, **common)
             else:
-                runner = OursRunner(network, method, hp, src, tgt, channels_last=opts.get("channels_last", False),
+                runner = OursRunner(network, method, opts.get("hp", hp), src, tgt,
+                                    previous=opts.get("previous", False),
                                     augment=opts.get("augment", True), compile_model=opts.get("compile", False),
                                     **common)
             if warmup or opts.get("compile"):  # a compiled runner compiles in its first step: never timed
                 runner.run(max(1, warmup))
-            runners.append((impl, runner, []))
+            runners.append((impl, opts, runner, []))
         for _ in range(repeats):
-            for _, runner, blocks in runners:
+            for _, _, runner, blocks in runners:
                 blocks.append(runner.run(steps))
         torch.set_num_threads(args.threads)
-        for impl, runner, blocks in runners:
+        for impl, opts, runner, blocks in runners:
             r = min(blocks, key=lambda b: b["seconds"])  # the least disturbed block
             rate = r["images"] / r["seconds"]
             gflops = rate * flops[network]["train_flops_per_image"] / 1e9
+            memory_format = (PREVIOUS_MEMORY_FORMAT if impl == "naive" or opts.get("previous")
+                             else OURS_MEMORY_FORMAT)  # the naive baseline: contiguous model and DataLoader batches
             row = {"network": network, "method": method, "impl": impl, "threads": runner.threads, "steps": steps,
+                   "memory_format": format_name(memory_format),
+                   "hp_differs": ({k: {"ours": hp.get(k), "previous": v} for k, v in opts["hp"].items()
+                                   if hp.get(k) != v} if "hp" in opts else None),
                    "repeats": repeats, "block_seconds": [b["seconds"] for b in blocks], "warmup_steps": warmup,
                    "batch_size": batch, "images_per_step": r["images"] // steps,
                    "seconds": r["seconds"], "ms_per_step": 1e3 * r["seconds"] / steps, "images_per_s": rate,
@@ -457,6 +499,20 @@ def main(argv=None) -> int:
                                "ours_images_per_s": ours["images_per_s"], "naive_images_per_s": naive["images_per_s"],
                                "ours_over_naive": ours["images_per_s"] / naive["images_per_s"],
                                "naive_loader_fraction": naive["loader_seconds"] / naive["seconds"]})
+    # ours / previous trainer: measured for every DeepMerge method (ResNet18 with --resnet-previous)
+    vs_previous = []
+    for network, method in dict.fromkeys((r["network"], r["method"]) for r in rows):
+        ours, prev = find(network, method, "ours"), find(network, method, "previous")
+        if ours is None:
+            continue
+        differs = ({"memory_format": {"ours": ours["memory_format"], "previous": prev["memory_format"]},
+                    **prev["hp_differs"]} if prev else None)
+        vs_previous.append({
+            "network": network, "method": method, "ours_images_per_s": ours["images_per_s"],
+            "previous_images_per_s": prev["images_per_s"] if prev else None,
+            "ours_over_previous": ours["images_per_s"] / prev["images_per_s"] if prev else None,
+            "previous_differs_in": differs,
+            "note": "measured" if prev else "not measured (--resnet-previous)"})
     base = find("deepmerge", "noda", "ours")
     speedups = []
     if base:
@@ -485,7 +541,8 @@ def main(argv=None) -> int:
 
     print()
     print(f"Training throughput, {PAIR}, batch {batch} (+{batch} target images for DA methods), augment on, "
-          f"{args.threads} threads unless stated; SGEMM ceiling {sgemm[args.threads]:.1f} GFLOP/s")
+          f"{args.threads} threads unless stated; SGEMM ceiling {sgemm[args.threads]:.1f} GFLOP/s; ours: "
+          f"{format_name(OURS_MEMORY_FORMAT)}, previous and naive: {format_name(PREVIOUS_MEMORY_FORMAT)}")
     header = (f"{'network':9s} {'method':6s} {'trainer':20s} {'thr':>3s} {'steps':>5s} {'img/step':>8s} "
               f"{'ms/step':>8s} {'img/s':>8s} {'GFLOP/s':>8s} {'%SGEMM':>7s} {'loader%':>7s}")
     print(header)
@@ -507,6 +564,16 @@ def main(argv=None) -> int:
             print(f"{q['network']:9s} {q['method']:6s} {q['trainer']:13s} {q['ours_images_per_s']:8.1f} "
                   f"{q['naive_images_per_s']:11.1f} {q['ours_over_naive']:9.2f}x "
                   f"{100 * q['naive_loader_fraction']:19.1f}%")
+    if vs_previous:
+        print()
+        print(f"{'network':9s} {'method':13s} {'ours img/s':>10s} {'previous img/s':>14s} {'ours/previous':>13s}  "
+              f"previous trainer")
+        for q in vs_previous:
+            prev = f"{q['previous_images_per_s']:14.1f}" if q["previous_images_per_s"] is not None else f"{'-':>14s}"
+            ratio = f"{q['ours_over_previous']:12.2f}x" if q["ours_over_previous"] is not None else f"{'-':>13s}"
+            what = (", ".join(f"{k} {d['previous']} (ours {d['ours']})" for k, d in q["previous_differs_in"].items())
+                    if q["previous_differs_in"] is not None else q["note"])
+            print(f"{q['network']:9s} {q['method']:13s} {q['ours_images_per_s']:10.1f} {prev} {ratio}  {what}")
     if base:
         print()
         print(f"DeepMerge noda, ours: {base['network_gflops_per_s']:.2f} GFLOP/s = "
@@ -542,7 +609,9 @@ def main(argv=None) -> int:
                                   "first": {str(k): v for k, v in sgemm_first.items()},
                                   "last": {str(k): v for k, v in sgemm_last.items()},
                                   "note": "best of a measurement before and one after the rows"},
-        "rows": rows, "ours_vs_naive": ratios, "candidate_speedups": speedups,
+        "rows": rows, "ours_vs_naive": ratios, "ours_vs_previous": vs_previous,
+        "previous_trainer": {**PREVIOUS_TRAINER, "memory_format": format_name(PREVIOUS_MEMORY_FORMAT)},
+        "ours_memory_format": format_name(OURS_MEMORY_FORMAT), "candidate_speedups": speedups,
         "speedup_threshold": SPEEDUP_THRESHOLD,
     }
     out = Path(args.out)

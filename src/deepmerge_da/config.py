@@ -226,6 +226,9 @@ def run_hyperparameters(config: dict, presets: dict, pair: str, network: str, me
                           f"'{config['presets_file']}'") from None
     training = config["training"]
     hp["augment"] = bool(training["augment"])
+    if training["patience"] is not None:  # the presets' patience is the paper's, for its epochs of 15,000 images
+        hp["patience"] = int(training["patience"])
+    hp["min_delta"] = float(training["min_delta"])
     hp.update(training["overrides"].get(pair, {}).get(network, {}).get(method, {}))
     missing = [k for k in REQUIRED_HYPERPARAMETERS if k not in hp]
     if missing:

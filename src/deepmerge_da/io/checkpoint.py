@@ -40,7 +40,8 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module | dict, meta
     """Write a model's weights (or a state dict) and ``metadata`` atomically, then the sha256 file."""
     path = Path(path)
     state = model.state_dict() if isinstance(model, torch.nn.Module) else model
-    state = {k: v.detach().cpu() for k, v in state.items()}
+    # Contiguous: the bytes depend on the weights only, not on the memory layout they were trained in.
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     # Saved to an open file, torch names the archive inside the zip "archive"; saved to a path, it would name it
     # after the (random) temporary file, and identical weights would give different bytes and digests.
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

@@ -2,7 +2,9 @@
 
 Adam with the paper's betas and weight decay; a cyclic one-cycle learning rate (a triangle from lr/10
 up to lr and back over ``cycle`` epochs, repeated; Appendix A, Smith & Topin 2019); early stopping
-with ``patience`` epochs on the whole source validation split; the checkpoint kept is the one with the
+after ``patience`` epochs in which the selection score (the whole source validation split's accuracy by default) has not
+risen by more than ``min_delta`` (hyperparameter; 0 by default), so that a gain within the validation split's
+selection noise does not keep a finished run going; the checkpoint kept is the one with the
 best source-validation accuracy (ties broken by the lower validation loss). Target labels are never
 used for training or selection (except by ``target_only``, whose "source" is the labelled target);
 the target validation accuracy is logged as an oracle only.
@@ -19,7 +21,9 @@ evaluation mode) is in :mod:`deepmerge_da.training.runtime`.
 Outputs: the kept epoch's weights stay in memory (a copy) and ``model.pt`` is written once, when training ends,
 with ``history.csv`` and ``train.json`` (earlier versions rewrote it at every improving epoch). A run whose loss
 terms or weights become non-finite stops with :class:`TrainingDiverged`, naming the run, epoch and step, and
-writes none of them. ``train.json`` says whether the kept epoch collapsed to one class on the target validation
+writes none of them. ``train.json`` says whether the run stopped early and whether it converged (stopped early,
+or kept an epoch within the first :data:`CONVERGED_SHARE` of the epochs it ran), and whether the kept epoch
+collapsed to one class on the target validation
 split (:func:`collapse_report`; label-free). For ``adabn`` the kept weights get the batch-norm statistics of the
 target training split (:func:`deepmerge_da.nn.adabn.reestimate_batchnorm`) before they are written, and the
 collapse flag is the adapted network's.
@@ -60,6 +64,10 @@ def cyclic_lr_factor(step: int, steps_per_cycle: int, floor: float = 0.1) -> flo
     """Triangle wave from ``floor`` up to 1 and back down over each cycle."""
     phase = (step % steps_per_cycle) / steps_per_cycle
     return floor + (1.0 - floor) * (1.0 - abs(2.0 * phase - 1.0))
+
+
+#: A run that ran to its epoch cap counts as converged when its kept epoch lies in this first share of its epochs.
+CONVERGED_SHARE = 0.75
 
 
 def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str, method: str, seed: int,
@@ -105,7 +113,9 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         model.load_state_dict(init_model.state_dict())
         log.info("initialised from %s", init_checkpoint)
         freeze_layers(model, freeze or [], network)
-    model.to(dev)
+    # Channels-last weights and batches (optimisation_step): DeepMerge's eager step at batch 32 on one CPU thread is
+    # 1.1-1.2x faster in that layout (docs/performance.md); results differ from the default layout's in the last bits.
+    model.to(dev, memory_format=torch.channels_last)
     step_model = compile_for_training(model) if compile_model else model
     objective = TransferObjective(method, model.feature_dim, hp).to(dev)
 
@@ -114,9 +124,10 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     generator = torch.Generator().manual_seed(seed)
     total_steps = max_epochs * steps_per_epoch
 
-    history, best, best_epoch, since_best = [], None, -1, 0
+    history, best, best_epoch = [], None, -1
+    gain_reference, since_gain = -math.inf, 0  # the score that a gain > min_delta must beat, and epochs without one
     best_state, best_meta, best_collapse = None, None, None
-    patience = int(hp["patience"])
+    patience, min_delta = int(hp["patience"]), float(hp.get("min_delta", 0.0))
     run_label = f"{pair}/{network}/{method}/seed{seed}"
     meta = {"pair": pair, "network": network, "method": method, "seed": seed, "hyperparameters": hp,
             "package_version": __version__, "source": str(source), "target": str(target),
@@ -128,6 +139,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
             "compiled": compile_model,
             "input": {"trained_on": src_train.describe(), "other_domain": tgt_train.describe()}}
     bar = tqdm(range(max_epochs), desc=run_label, disable=not progress)
+    stopped_early = False
     for epoch in bar:
         t0 = time.time()
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
@@ -156,19 +168,23 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         score = row[column(selection)]
         key = (score if math.isfinite(score) else -math.inf, -row["val_source_loss"])
         if best is None or key > best:
-            best, best_epoch, since_best = key, epoch, 0
+            best, best_epoch = key, epoch
             best_state = {k: v.detach().clone() for k, v in state.items()}
             best_meta = dict(meta, epoch=epoch, val_source_accuracy=row["val_source_accuracy"], selection_score=key[0])
             # target_only's "source" is the labelled target: the run's target is the split it trains on.
             target_logits = (src_out if method == "target_only" else tgt_out).logits
             best_collapse = target_collapse(target_logits)
+        if key[0] > gain_reference + min_delta:
+            gain_reference, since_gain = key[0], 0
         else:
-            since_best += 1
+            since_gain += 1
         bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.3f}",
                         val_src=f"{row['val_source_accuracy']:.3f}", val_tgt=f"{row['val_target_accuracy']:.3f}")
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        if since_best >= patience:
-            log.info("early stop at epoch %d: no improvement of %s for %d epochs", epoch, column(selection), patience)
+        if since_gain >= patience:
+            log.info("early stop at epoch %d: %s has not risen by more than %g for %d epochs", epoch,
+                     column(selection), min_delta, patience)
+            stopped_early = True
             break
     if reestimates_batchnorm_on_target(method):
         model.load_state_dict(best_state)
@@ -181,7 +197,8 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
                     run_label, best_epoch, 100 * best_collapse["target_predicted_merger_fraction"])
     save_checkpoint(out / "model.pt", best_state, best_meta)
     write_history(out / "history.csv", history)
-    summary = dict(meta, best_epoch=best_epoch, epochs_run=len(history),
+    summary = dict(meta, best_epoch=best_epoch, epochs_run=len(history), stopped_early=stopped_early,
+                   converged=stopped_early or best_epoch + 1 <= CONVERGED_SHARE * len(history),
                    best_val_source_accuracy=history[best_epoch]["val_source_accuracy"], best_selection_score=best[0],
                    **best_collapse, wall_seconds=time.time() - started, threads=torch.get_num_threads())
     write_text_atomic(out / "train.json", json.dumps(summary, indent=2, default=str))
@@ -194,14 +211,9 @@ def target_collapse(target_logits: torch.Tensor) -> dict:
 
 
 def compile_for_training(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` under ``torch.compile`` for the training steps (it shares ``model``'s parameters).
-
-    The parameters move to the channels-last memory format first: inductor then runs the convolutions in that
-    layout and fuses batch norm and pooling for it, 4-15 % faster than compiling DeepMerge in the default layout on
-    a CPU (docs/performance.md). Eager PyTorch gains nothing from that layout here: its batch-norm backward on
-    DeepMerge's 8-channel first block is slow in it.
-    """
-    model.to(memory_format=torch.channels_last)
+    """``model`` under ``torch.compile`` for the training steps (it shares ``model``'s parameters, which
+    :func:`train_run` has already moved to the channels-last layout: inductor then fuses batch norm and pooling for
+    it, 4-15 % faster than compiling DeepMerge in the default layout on a CPU; docs/performance.md)."""
     return torch.compile(model)
 
 
@@ -264,13 +276,16 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensors, target: DomainTensors | None,
                     batch_size: int, generator: torch.Generator, first_step: int, total_steps: int,
-                    augment: bool = False, amp: bool = False, stop_on_nonfinite: bool = False) -> dict:
+                    augment: bool = False, amp: bool = False, stop_on_nonfinite: bool = False,
+                    memory_format: torch.memory_format = torch.channels_last) -> dict:
     """One pass over the shuffled source training split; returns the epoch's mean loss terms and accuracy.
 
     With a ``target``, each step also sees as many unlabelled target images, cycling through a shuffled
     target split; both domains go through the network in one batch (shared batch-norm statistics).
     With ``augment``, every image is flipped/rotated by a random symmetry of the square first. With ``amp``,
     the network runs in bfloat16 autocast (mixed precision); the losses are computed in float32.
+    Each batch goes to the network in ``memory_format``: channels-last, the layout :func:`train_run` gives the
+    weights, by default.
     With ``stop_on_nonfinite``, a step whose loss terms are not all finite raises :class:`TrainingDiverged`
     (training does; the learning-rate range scan runs on into divergence by design).
     """
@@ -292,6 +307,7 @@ def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensor
             tidx = target_order[(torch.arange(len(idx), device=dev) + start) % len(target)]
             xt = random_dihedral(target.images[tidx], generator) if augment else target.images[tidx]
             x = torch.cat([x, xt])
+        x = x.contiguous(memory_format=memory_format)
         outputs, terms = optimisation_step(model, objective, optimizer, scheduler, x, y, progress, amp)
         step += 1
         # The terms are Python floats already: checking them costs no device synchronisation.

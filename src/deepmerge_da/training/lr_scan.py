@@ -28,7 +28,8 @@ def lr_range_scan(*, source: str, target: str, network: str, method: str, hp: di
     seed_everything(seed)
     dev = resolve_device(device)
     src, tgt = load_split(source, "train", dev), load_split(target, "train", dev)
-    model = build_network(network, in_channels=src.images.shape[1]).to(dev)
+    # In the channels-last layout, as train_run trains.
+    model = build_network(network, in_channels=src.images.shape[1]).to(dev, memory_format=torch.channels_last)
     objective = TransferObjective(method, model.feature_dim, hp).to(dev)
     steps_per_epoch = max(1, math.ceil(len(src) / batch_size))
     optimizer, _ = make_optimizer(model, objective, dict(hp, lr=lr_min), steps_per_epoch)
