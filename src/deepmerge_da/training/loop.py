@@ -181,7 +181,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.3f}",
                         val_src=f"{row['val_source_accuracy']:.3f}", val_tgt=f"{row['val_target_accuracy']:.3f}")
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        if since_gain >= patience:
+        if since_gain >= patience and epoch + 1 < max_epochs:  # at the cap the run ends anyway: not early
             log.info("early stop at epoch %d: %s has not risen by more than %g for %d epochs", epoch,
                      column(selection), min_delta, patience)
             stopped_early = True
