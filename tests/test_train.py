@@ -11,7 +11,14 @@ from deepmerge_da.grid import METHODS
 from deepmerge_da.io.checkpoint import load_checkpoint
 from deepmerge_da.nn.methods import TRANSFER, TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network
-from deepmerge_da.training.loop import cyclic_lr_factor, make_optimizer, random_dihedral, train_one_epoch, train_run
+from deepmerge_da.training.loop import (
+    cyclic_lr_factor,
+    earliest_stop,
+    make_optimizer,
+    random_dihedral,
+    train_one_epoch,
+    train_run,
+)
 from deepmerge_da.training.runtime import DomainTensors
 from helpers import TOY_HP, write_toy_pair
 
@@ -192,6 +199,13 @@ def test_a_run_stops_after_patience_epochs_without_a_gain_above_min_delta(tmp_pa
                         batch_size=16, device="cpu", progress=False)
     assert summary["epochs_run"] == 3 and summary["stopped_early"] is False
     assert summary["converged"] is (summary["best_epoch"] + 1 <= 0.75 * 3)
+    # Not while the learning rate still rises: a 6-epoch cycle warms up for 3 epochs, then patience runs (2 + 3).
+    warm = dict(hp, cycle=6)
+    assert earliest_stop(warm) == 5
+    summary = train_run(source=str(paths["source"]), target=str(paths["target"]), out_dir=str(tmp_path / "warm"),
+                        pair="sim2sim", network="deepmerge", method="noda", seed=3, hp=warm, max_epochs=7,
+                        batch_size=16, device="cpu", progress=False)
+    assert summary["epochs_run"] == 5 and summary["stopped_early"] is True
 
 
 def test_freeze_applies_only_to_a_run_initialised_from_a_checkpoint(tmp_path):

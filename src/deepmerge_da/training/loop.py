@@ -4,7 +4,9 @@ Adam with the paper's betas and weight decay; a cyclic one-cycle learning rate (
 up to lr and back over ``cycle`` epochs, repeated; Appendix A, Smith & Topin 2019); early stopping
 after ``patience`` epochs in which the selection score (the whole source validation split's accuracy by default) has not
 risen by more than ``min_delta`` (hyperparameter; 0 by default), so that a gain within the validation split's
-selection noise does not keep a finished run going; the checkpoint kept is the one with the
+selection noise does not keep a finished run going, but never before :func:`earliest_stop` epochs (the rising half of
+the first cycle, then ``patience``): while the rate still rises the score may fall, and a run stopped there has not
+started to converge; the checkpoint kept is the one with the
 best source-validation accuracy (ties broken by the lower validation loss). Target labels are never
 used for training or selection (except by ``target_only``, whose "source" is the labelled target);
 the target validation accuracy is logged as an oracle only.
@@ -70,6 +72,12 @@ def cyclic_lr_factor(step: int, steps_per_cycle: int, floor: float = 0.1) -> flo
 CONVERGED_SHARE = 0.75
 
 
+def earliest_stop(hp: dict) -> int:
+    """The fewest epochs a run trains before early stopping may end it: the learning-rate warm-up (the rising half of
+    the first one-cycle, ``ceil(cycle / 2)`` epochs), then ``patience`` epochs."""
+    return math.ceil(float(hp["cycle"]) / 2) + int(hp["patience"])
+
+
 def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str, method: str, seed: int,
               hp: dict, max_epochs: int, batch_size: int = 128, device: str = "auto", threads: int = 1,
               init_checkpoint: str | None = None, freeze: list[str] | None = None, amp: bool = False,
@@ -127,7 +135,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
     history, best, best_epoch = [], None, -1
     gain_reference, since_gain = -math.inf, 0  # the score that a gain > min_delta must beat, and epochs without one
     best_state, best_meta, best_collapse = None, None, None
-    patience, min_delta = int(hp["patience"]), float(hp.get("min_delta", 0.0))
+    patience, min_delta, min_epochs = int(hp["patience"]), float(hp.get("min_delta", 0.0)), earliest_stop(hp)
     run_label = f"{pair}/{network}/{method}/seed{seed}"
     meta = {"pair": pair, "network": network, "method": method, "seed": seed, "hyperparameters": hp,
             "package_version": __version__, "source": str(source), "target": str(target),
@@ -181,7 +189,8 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         bar.set_postfix(loss=f"{row.get('train_total', float('nan')):.3f}",
                         val_src=f"{row['val_source_accuracy']:.3f}", val_tgt=f"{row['val_target_accuracy']:.3f}")
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        if since_gain >= patience and epoch + 1 < max_epochs:  # at the cap the run ends anyway: not early
+        # At the cap the run ends anyway: not early.
+        if since_gain >= patience and min_epochs <= epoch + 1 < max_epochs:
             log.info("early stop at epoch %d: %s has not risen by more than %g for %d epochs", epoch,
                      column(selection), min_delta, patience)
             stopped_early = True
