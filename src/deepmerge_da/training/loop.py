@@ -197,6 +197,9 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
             break
     if reestimates_batchnorm_on_target(method):
         model.load_state_dict(best_state)
+        # In the layout the checkpoint is stored and loaded in (channels-last convolutions round differently), so
+        # that reestimate_batchnorm on the saved weights reproduces the saved statistics.
+        model.to(memory_format=torch.contiguous_format)
         reestimate_batchnorm(model, tgt_train.images)
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         meta["batchnorm_statistics"] = best_meta["batchnorm_statistics"] = "target training split (AdaBN)"
