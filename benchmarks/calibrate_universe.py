@@ -168,7 +168,7 @@ def train_and_score(config: dict, presets: dict, method: str, seed: int, data: d
         m = metrics[domain]
         row[domain] = {k: m[k] for k in ("accuracy", "recall", "precision", "auc", "fraction_called_merger", "n")}
     row.update(convergence(out / "history.csv", training["selection"], summary["best_epoch"],
-                           summary.get("stopped_early", False), tolerance))
+                           summary["stopped_early"], tolerance))
     return row
 
 

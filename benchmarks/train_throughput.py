@@ -65,7 +65,13 @@ from deepmerge_da.nn.methods import TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network
 from deepmerge_da.nn.pooling import with_nn_max_pool2d
 from deepmerge_da.report.environment import cpu_model
-from deepmerge_da.training.loop import compile_for_training, make_optimizer, optimisation_step, train_one_epoch
+from deepmerge_da.training.loop import (
+    TRAINING_MEMORY_FORMAT,
+    compile_for_training,
+    make_optimizer,
+    optimisation_step,
+    train_one_epoch,
+)
 from deepmerge_da.training.runtime import DomainTensors, load_split, seed_everything
 
 PAIR = "sim2sim"
@@ -75,7 +81,7 @@ SPEEDUP_THRESHOLD = 1.05  # a variant "pays off" when it is at least 5 % faster 
 # (the previous trainer's values: TransferObjective's defaults and the paper code's).
 PREVIOUS_TRAINER = {"dc_hidden": 1024}
 PREVIOUS_MEMORY_FORMAT = torch.contiguous_format
-OURS_MEMORY_FORMAT = torch.channels_last  # what train_run gives the network and train_one_epoch the batches
+OURS_MEMORY_FORMAT = TRAINING_MEMORY_FORMAT  # what train_run gives the network and train_one_epoch the batches
 
 
 def previous_hp(hp: dict) -> dict:

@@ -68,6 +68,10 @@ def cyclic_lr_factor(step: int, steps_per_cycle: int, floor: float = 0.1) -> flo
     return floor + (1.0 - floor) * (1.0 - abs(2.0 * phase - 1.0))
 
 
+#: The memory layout of the network's weights and batches in training: DeepMerge's eager step at batch 32 on one CPU
+#: thread is 1.1-1.2x faster in it (docs/performance.md); results differ from the default layout's in the last bits.
+TRAINING_MEMORY_FORMAT = torch.channels_last
+
 #: A run that ran to its epoch cap counts as converged when its kept epoch lies in this first share of its epochs.
 CONVERGED_SHARE = 0.75
 
@@ -121,9 +125,7 @@ def train_run(*, source: str, target: str, out_dir: str, pair: str, network: str
         model.load_state_dict(init_model.state_dict())
         log.info("initialised from %s", init_checkpoint)
         freeze_layers(model, freeze or [], network)
-    # Channels-last weights and batches (optimisation_step): DeepMerge's eager step at batch 32 on one CPU thread is
-    # 1.1-1.2x faster in that layout (docs/performance.md); results differ from the default layout's in the last bits.
-    model.to(dev, memory_format=torch.channels_last)
+    model.to(dev, memory_format=TRAINING_MEMORY_FORMAT)
     step_model = compile_for_training(model) if compile_model else model
     objective = TransferObjective(method, model.feature_dim, hp).to(dev)
 
@@ -289,15 +291,15 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 def train_one_epoch(model, objective, optimizer, scheduler, source: DomainTensors, target: DomainTensors | None,
                     batch_size: int, generator: torch.Generator, first_step: int, total_steps: int,
                     augment: bool = False, amp: bool = False, stop_on_nonfinite: bool = False,
-                    memory_format: torch.memory_format = torch.channels_last) -> dict:
+                    memory_format: torch.memory_format = TRAINING_MEMORY_FORMAT) -> dict:
     """One pass over the shuffled source training split; returns the epoch's mean loss terms and accuracy.
 
     With a ``target``, each step also sees as many unlabelled target images, cycling through a shuffled
     target split; both domains go through the network in one batch (shared batch-norm statistics).
     With ``augment``, every image is flipped/rotated by a random symmetry of the square first. With ``amp``,
     the network runs in bfloat16 autocast (mixed precision); the losses are computed in float32.
-    Each batch goes to the network in ``memory_format``: channels-last, the layout :func:`train_run` gives the
-    weights, by default.
+    Each batch goes to the network in ``memory_format``: by default :data:`TRAINING_MEMORY_FORMAT`, the layout
+    :func:`train_run` gives the weights.
     With ``stop_on_nonfinite``, a step whose loss terms are not all finite raises :class:`TrainingDiverged`
     (training does; the learning-rate range scan runs on into divergence by design).
     """

@@ -14,7 +14,7 @@ import torch
 from deepmerge_da.io.atomic import atomic_path
 from deepmerge_da.nn.methods import TransferObjective, uses_target
 from deepmerge_da.nn.models import build_network
-from deepmerge_da.training.loop import make_optimizer, train_one_epoch
+from deepmerge_da.training.loop import TRAINING_MEMORY_FORMAT, make_optimizer, train_one_epoch
 from deepmerge_da.training.runtime import load_split, resolve_device, seed_everything
 
 
@@ -28,8 +28,7 @@ def lr_range_scan(*, source: str, target: str, network: str, method: str, hp: di
     seed_everything(seed)
     dev = resolve_device(device)
     src, tgt = load_split(source, "train", dev), load_split(target, "train", dev)
-    # In the channels-last layout, as train_run trains.
-    model = build_network(network, in_channels=src.images.shape[1]).to(dev, memory_format=torch.channels_last)
+    model = build_network(network, in_channels=src.images.shape[1]).to(dev, memory_format=TRAINING_MEMORY_FORMAT)
     objective = TransferObjective(method, model.feature_dim, hp).to(dev)
     steps_per_epoch = max(1, math.ceil(len(src) / batch_size))
     optimizer, _ = make_optimizer(model, objective, dict(hp, lr=lr_min), steps_per_epoch)
