@@ -9,7 +9,7 @@ and of the built-in synthetic SDSS-like target, and writes the realism table, hi
 given as its ratio to the mean of the two real sets; the goal of the calibration is every ratio within 0.75-1.25.
 
     nice -n 10 python benchmarks/sim2real_realism.py --cutout-dir ../shared/data/sdss-galaxyzoo \\
-        --overlay benchmarks/calibration/sim2real_sdss_like.yaml
+        --overlay config/examples/sim2real_real_sdss.yaml
 """
 from __future__ import annotations
 
