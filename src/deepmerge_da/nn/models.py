@@ -29,7 +29,7 @@ class DeepMerge(nn.Module):
 
         def block(cin: int, cout: int, kernel: int) -> list[nn.Module]:
             # Table A1 order: convolution with ReLU, then batch norm, then 2x2 max pooling (MaxPool2x2: the
-            # results of nn.MaxPool2d(2), faster on CPU).
+            # results of nn.MaxPool2d(2), faster on CPU in the default layout).
             return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.ReLU(inplace=True),
                     nn.BatchNorm2d(cout), MaxPool2x2()]
 
