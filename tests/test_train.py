@@ -185,6 +185,26 @@ def test_channels_last_steps_match_the_default_layout():
         assert rows[torch.channels_last][key] == pytest.approx(value, rel=1e-4), key
 
 
+def test_the_multi_tensor_adam_gives_the_single_tensor_weights_bit_for_bit():
+    # make_optimizer uses foreach=True for its speed on CPUs; the tracked runs were trained with the single-tensor
+    # update, so the two must agree exactly, discriminator and Fisher-centre groups included.
+    source, target = domain(16, 0.0, 1, 75), domain(16, 1.0, 2, 75)
+    weights = {}
+    for foreach in (True, False):
+        torch.manual_seed(0)
+        model = build_network("deepmerge").to(memory_format=torch.channels_last)
+        objective = TransferObjective("ada_fisher_em", model.feature_dim, TOY_HP)
+        optimizer, scheduler = make_optimizer(model, objective, TOY_HP, steps_per_epoch=2)
+        for group in optimizer.param_groups:
+            group["foreach"] = foreach
+        train_one_epoch(model, objective, optimizer, scheduler, source, target, 8, torch.Generator().manual_seed(0),
+                        0, 2, augment=True)
+        weights[foreach] = [p.detach().clone() for p in [*model.parameters(), *objective.parameters()]]
+    assert len(weights[True]) > len(list(model.parameters())), "the objective's own parameters are compared too"
+    for fast, single in zip(weights[True], weights[False], strict=True):
+        assert torch.equal(fast, single)
+
+
 def test_a_run_stops_after_patience_epochs_without_a_gain_above_min_delta(tmp_path):
     paths = write_toy_pair(tmp_path)
     hp = dict(TOY_HP, patience=2, min_delta=1.0)  # no accuracy can rise by more than 1: only epoch 0 is a gain

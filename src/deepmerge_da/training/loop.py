@@ -256,8 +256,10 @@ def make_optimizer(model: torch.nn.Module, objective: TransferObjective, hp: dic
     lr = float(hp["lr"])
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "name": "network"}]
     groups += objective.param_groups(lr)
+    # foreach: the multi-tensor update, PyTorch's default on GPUs only; on a CPU it takes DeepMerge's Adam step from
+    # 4.5 to 3.6 ms with the same weights bit for bit (tests/test_train.py). fused=True is faster still but not exact.
     optimizer = torch.optim.Adam(groups, lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])),
-                                 eps=float(hp["eps"]), weight_decay=float(hp["weight_decay"]))
+                                 eps=float(hp["eps"]), weight_decay=float(hp["weight_decay"]), foreach=True)
     steps_per_cycle = max(1, int(round(float(hp["cycle"]) * steps_per_epoch)))
     # One factor for every group, so the domain classifier keeps its lr multiplier through the cycle.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cyclic_lr_factor(step, steps_per_cycle))
