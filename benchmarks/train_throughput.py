@@ -12,7 +12,8 @@ For each (network, method) the script runs the same number of optimisation steps
   ``train_one_epoch(..., memory_format=torch.contiguous_format)``, and the hyperparameters with those of
   ``PREVIOUS_TRAINER`` (``dc_hidden: 1024``, the paper code's width and ``TransferObjective``'s default, where
   DeepMerge's sim2sim ``ada`` and ``ada_fisher_em`` presets now have 256; methods without a domain classifier
-  differ in the layout only). ResNet18 gets these rows with ``--resnet-previous``;
+  differ in the layout only), and Adam's single-tensor update (``PREVIOUS_ADAM``; ``make_optimizer`` now asks for
+  the multi-tensor one, which gives the same weights). ResNet18 gets these rows with ``--resnet-previous``;
 * with a NAIVE baseline written the way such code usually is: a ``torch.utils.data.Dataset`` that reads ONE
   image at a time from the HDF5 file with h5py, standardises it, applies per-sample torchvision transforms
   (RandomHorizontalFlip, RandomVerticalFlip, random 90-degree rotation), and a
@@ -80,6 +81,7 @@ SPEEDUP_THRESHOLD = 1.05  # a variant "pays off" when it is at least 5 % faster 
 # batches where ours uses channels-last, and these hyperparameters, in which today's presets may differ from it
 # (the previous trainer's values: TransferObjective's defaults and the paper code's).
 PREVIOUS_TRAINER = {"dc_hidden": 1024}
+PREVIOUS_ADAM = {"foreach": False}  # PyTorch's CPU default, as the previous trainer's optimiser ran
 PREVIOUS_MEMORY_FORMAT = torch.contiguous_format
 OURS_MEMORY_FORMAT = TRAINING_MEMORY_FORMAT  # what train_run gives the network and train_one_epoch the batches
 
@@ -280,6 +282,9 @@ class OursRunner:
         steps_per_epoch = max(1, math.ceil(len(src) / batch))
         self.parts = build(network, method, hp, src.images.shape[1], steps_per_epoch, seed,
                            channels_last=not previous)
+        if previous:
+            for group in self.parts[2].param_groups:
+                group.update(PREVIOUS_ADAM)
         if compile_model:  # as train_run(compile_model=True): today's channels-last model, compiled
             self.parts = (compile_for_training(self.parts[0]),) + self.parts[1:]
         self.generator = torch.Generator().manual_seed(seed)
@@ -512,6 +517,7 @@ def main(argv=None) -> int:
         if ours is None:
             continue
         differs = ({"memory_format": {"ours": ours["memory_format"], "previous": prev["memory_format"]},
+                    "adam_foreach": {"ours": True, "previous": PREVIOUS_ADAM["foreach"]},
                     **prev["hp_differs"]} if prev else None)
         vs_previous.append({
             "network": network, "method": method, "ours_images_per_s": ours["images_per_s"],
