@@ -478,6 +478,7 @@ def main(argv=None) -> int:
                              else OURS_MEMORY_FORMAT)  # the naive baseline: contiguous model and DataLoader batches
             row = {"network": network, "method": method, "impl": impl, "threads": runner.threads, "steps": steps,
                    "memory_format": format_name(memory_format),
+                   "adam_foreach": runner.parts[2].param_groups[0]["foreach"],
                    "hp_differs": ({k: {"ours": hp.get(k), "previous": v} for k, v in opts["hp"].items()
                                    if hp.get(k) != v} if "hp" in opts else None),
                    "repeats": repeats, "block_seconds": [b["seconds"] for b in blocks], "warmup_steps": warmup,
@@ -517,7 +518,7 @@ def main(argv=None) -> int:
         if ours is None:
             continue
         differs = ({"memory_format": {"ours": ours["memory_format"], "previous": prev["memory_format"]},
-                    "adam_foreach": {"ours": True, "previous": PREVIOUS_ADAM["foreach"]},
+                    "adam_foreach": {"ours": ours["adam_foreach"], "previous": prev["adam_foreach"]},
                     **prev["hp_differs"]} if prev else None)
         vs_previous.append({
             "network": network, "method": method, "ours_images_per_s": ours["images_per_s"],
